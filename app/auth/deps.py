@@ -1,0 +1,107 @@
+"""FastAPI dependencies that authenticate a request and enforce roles and CSRF on every route.
+
+Browser routes use `require_user` / `require_admin` (cookie session, CSRF on unsafe methods, redirect to
+the login page when signed out). JSON API routes use `api_user` / `api_admin` (a Bearer token, or the
+browser session plus a CSRF header; 401 when neither).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from app.auth import service
+from app.db import get_session
+from app.models import User
+from app.web.csrf import verify_csrf
+
+SESSION_COOKIE = "prefloop_session"
+
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """What templates know about the signed-in user; a plain copy that stays valid after a rollback."""
+
+    id: int
+    email: str
+    display_name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class LoginRequired(Exception):
+    """Raised on a browser route without a valid session; answered with a redirect to /login."""
+
+
+def _resolve(request: Request, db: Session) -> User | None:
+    if hasattr(request.state, "user"):
+        return request.state.user  # type: ignore[no-any-return]
+    user: User | None = None
+    method: str | None = None
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        user = service.user_for_token(db, authorization[7:].strip())
+        method = "token" if user else "bad-token"
+    elif SESSION_COOKIE in request.cookies:
+        user = service.user_for_session(db, request.cookies[SESSION_COOKIE])
+        method = "session" if user else None
+    request.state.user = user
+    request.state.viewer = Viewer(user.id, user.email, user.display_name, user.role) if user else None
+    request.state.auth_method = method
+    return user
+
+
+def optional_user(request: Request, db: DbSession) -> User | None:
+    """The signed-in user, if any. A sync dependency, so its queries run in the thread pool."""
+    return _resolve(request, db)
+
+
+MaybeUser = Annotated[User | None, Depends(optional_user)]
+
+
+async def require_user(request: Request, user: MaybeUser) -> User:
+    """A signed-in browser user; CSRF checked on unsafe methods."""
+    if user is None:
+        raise LoginRequired
+    if request.state.auth_method == "session":
+        await verify_csrf(request)
+    return user
+
+
+async def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
+    if not user.is_admin:
+        raise HTTPException(status_code=403, detail="This page is for admins.")
+    return user
+
+
+async def api_user(request: Request, user: MaybeUser) -> User:
+    """A JSON API caller: Bearer token, or a browser session with a CSRF header."""
+    if user is None:
+        raise HTTPException(
+            status_code=401,
+            detail="Authentication required: send 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if request.state.auth_method == "session":
+        await verify_csrf(request)
+    return user
+
+
+async def api_admin(user: Annotated[User, Depends(api_user)]) -> User:
+    if not user.is_admin:
+        raise HTTPException(status_code=403, detail="This endpoint is for admins.")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(require_user)]
+CurrentAdmin = Annotated[User, Depends(require_admin)]
+ApiUser = Annotated[User, Depends(api_user)]
+ApiAdmin = Annotated[User, Depends(api_admin)]

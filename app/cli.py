@@ -1,0 +1,221 @@
+"""The `prefloop` command line: serve, db, users, tokens, projects, import, export, demo (+ worker commands).
+
+Every command that prints data accepts `--json`. Worker (torch) commands are added through the
+`prefloop.cli` entry point so this module never imports the worker package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import entry_points
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.orm import Session
+
+from app.db import create_db_engine, make_session_factory, unit_of_work
+from app.features import import_feature
+from app.settings import SettingsError, get_settings
+
+cli = typer.Typer(help="prefloop: RLHF preference labeling with a closed training loop.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_cli = typer.Typer(help="Users.", no_args_is_help=True)
+tokens_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
+projects_cli = typer.Typer(help="Projects.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(users_cli, name="users")
+cli.add_typer(tokens_cli, name="tokens")
+cli.add_typer(projects_cli, name="projects")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a clear error to stderr and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    """Print `data` as JSON, or `text` for people."""
+    if as_json or text is None:
+        typer.echo(json.dumps(data, indent=None if as_json else 2, default=str))
+    else:
+        typer.echo(text)
+
+
+@contextmanager
+def cli_session() -> Iterator[Session]:
+    """One committed unit of work for a CLI command."""
+    engine = create_db_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the schema (Alembic) to REVISION."""
+    from app.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at {revision}: {settings.database_url.split('@')[-1]}")
+
+
+@db_cli.command("check")
+def db_check() -> None:
+    """Fail if the ORM models and the migrations disagree."""
+    from app.migrate import check
+
+    check(get_settings().database_url)
+    typer.echo("no schema drift")
+
+
+@users_cli.command("create")
+def users_create(
+    email: str,
+    role: Annotated[str, typer.Option(help="admin or annotator")] = "annotator",
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a user; without --password-stdin a one-time password is generated and printed once."""
+    from app.auth import service
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        with cli_session() as db:
+            created = service.create_user(db, email, role, display_name=name, password=password)
+            out = {"id": created.user.id, "email": created.user.email, "role": created.user.role}
+            if created.password:
+                out["password"] = created.password
+    except service.AuthError as exc:
+        fail(str(exc))
+    text = f"created {out['email']} ({out['role']}), id {out['id']}"
+    if "password" in out:
+        text += f"\none-time password (shown once): {out['password']}"
+    emit(out, as_json, text)
+
+
+@users_cli.command("list")
+def users_list(as_json: JsonFlag = False) -> None:
+    """List users."""
+    from app.auth import service
+
+    with cli_session() as db:
+        rows = [
+            {"id": u.id, "email": u.email, "role": u.role, "active": u.is_active} for u in service.list_users(db)
+        ]
+    emit(rows, as_json, "\n".join(f"{r['id']}\t{r['email']}\t{r['role']}\t{r['active']}" for r in rows))
+
+
+@tokens_cli.command("create")
+def tokens_create(email: str, name: str = "cli", as_json: JsonFlag = False) -> None:
+    """Create an API token for EMAIL and print it once."""
+    from app.auth import service
+
+    try:
+        with cli_session() as db:
+            user = service.get_user_by_email(db, email)
+            token = service.create_api_token(db, user, name)
+    except service.AuthError as exc:
+        fail(str(exc))
+    emit({"email": email.strip().lower(), "token": token}, as_json, token)
+
+
+@projects_cli.command("create")
+def projects_create(
+    name: str,
+    k_min: int = 4,
+    k_max: int = 9,
+    annotations_per_prompt: int = 1,
+    guidelines: str = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a project and print its id."""
+    from pydantic import ValidationError
+
+    from app.projects import service
+    from app.projects.schemas import ProjectCreate
+
+    try:
+        data = ProjectCreate(
+            name=name, k_min=k_min, k_max=k_max, annotations_per_prompt=annotations_per_prompt, guidelines=guidelines
+        )
+        with cli_session() as db:
+            project = service.create(db, data, None)
+            out = {"id": project.id, "name": project.name}
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    except service.ProjectError as exc:
+        fail(str(exc))
+    emit(out, as_json, str(out["id"]))
+
+
+@projects_cli.command("list")
+def projects_list(as_json: JsonFlag = False, archived: bool = False) -> None:
+    """List projects."""
+    from app.projects import service
+
+    with cli_session() as db:
+        rows = [
+            {"id": p.id, "name": p.name, "k_min": p.k_min, "k_max": p.k_max,
+             "annotations_per_prompt": p.annotations_per_prompt, "archived": p.archived_at is not None}
+            for p in service.list_projects(db, include_archived=archived)
+        ]
+    emit(rows, as_json, "\n".join(f"{r['id']}\t{r['name']}" for r in rows) or "no projects")
+
+
+@cli.command("serve")
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    with_worker: Annotated[bool, typer.Option("--with-worker", help="run one worker beside the server")] = False,
+    reload: bool = False,
+) -> None:
+    """Serve the web app (uvicorn)."""
+    import uvicorn
+
+    try:
+        get_settings().validate_for_serving()
+    except SettingsError as exc:
+        fail(str(exc))
+    worker: subprocess.Popen[bytes] | None = None
+    if with_worker:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=os.environ.copy())
+    try:
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload, proxy_headers=True)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=60)
+
+
+def _register_feature_commands() -> None:
+    # Feature command modules of the app package, each exposing `register(cli)`.
+    for module_name in ("app.imports.commands", "app.exports.commands", "app.demo.commands", "app.projects.commands",
+                        "app.quality.commands"):
+        module = import_feature(module_name)
+        if module is not None:
+            module.register(cli)
+    for entry in entry_points(group="prefloop.cli"):
+        entry.load()(cli)
+
+
+_register_feature_commands()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

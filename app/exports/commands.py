@@ -1,0 +1,80 @@
+"""`prefloop export PROJECT --kind K --format F -o PATH [--bundle DIR]`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# The same flag as app.cli.JsonFlag, declared here so this module never imports app.cli at load time.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def register(cli: typer.Typer) -> None:
+    """Add the `export` command to the CLI."""
+
+    @cli.command("export")
+    def export_command(
+        project: Annotated[str, typer.Argument(help="project id or name")],
+        kind: Annotated[str, typer.Option(help="pairs, rankings, rm, prompts or sft")] = "pairs",
+        file_format: Annotated[
+            str | None, typer.Option("--format", help="jsonl, csv or parquet (default jsonl; bundles parquet)")
+        ] = None,
+        output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write ('-' for stdout)")] = None,
+        bundle: Annotated[
+            Path | None, typer.Option(help="write every kind with a train/test split to this new directory")
+        ] = None,
+        since: Annotated[str | None, typer.Option(help="only rows created at/after this ISO date")] = None,
+        annotator: Annotated[str | None, typer.Option(help="only this annotator's rows (email or id)")] = None,
+        model_version: Annotated[
+            int | None, typer.Option(help="only comparisons of completions sampled by this model version")
+        ] = None,
+        margin_column: Annotated[bool, typer.Option("--margin-column", help="pairs: add margin = rank_gap")] = False,
+        test_fraction: Annotated[float, typer.Option(help="bundle: share of prompts in the test split")] = 0.1,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Export a project's data (one consistent snapshot, streamed with constant memory)."""
+        from sqlalchemy.orm import Session
+
+        from app.cli import emit, fail
+        from app.db import create_db_engine
+        from app.exports import service
+        from app.exports.schemas import ExportOptions
+        from app.projects import service as projects
+        from app.settings import get_settings
+
+        if bundle is None and output is None:
+            fail("give -o PATH (or '-' for stdout) or --bundle DIR")
+        engine = create_db_engine(get_settings().database_url)
+        try:
+            with Session(engine) as db:
+                project_id = projects.get_by_ref(db, project).id
+                filters = service.resolve_filters(db, project_id, since, annotator, model_version)
+            options = ExportOptions(margin_column=margin_column)
+            if bundle is not None:
+                result = service.write_bundle(
+                    engine, project_id, bundle, file_format or "parquet", test_fraction, filters, options
+                )
+                emit({"bundle": str(result.path), "format": result.fmt, "rows": result.rows}, as_json,
+                     f"wrote {result.path} ({result.fmt}): "
+                     + ", ".join(f"{k} {v['train']}+{v['test']}" for k, v in result.rows.items()))
+                return
+            assert output is not None
+            fmt = file_format or "jsonl"
+            if str(output) == "-":
+                rows = service.export_to_sink(engine, project_id, kind, fmt, sys.stdout.buffer, filters, options)
+                sys.stdout.buffer.flush()
+                if as_json:
+                    typer.echo(f'{{"rows": {rows}}}', err=True)
+                return
+            rows = service.export_to_file(engine, project_id, kind, fmt, output, filters, options)
+            emit({"path": str(output), "kind": kind, "format": fmt, "rows": rows}, as_json,
+                 f"wrote {rows} {kind} row(s) to {output}")
+        except (projects.ProjectNotFound, service.ExportError) as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot write the export: {exc}")
+        finally:
+            engine.dispose()

@@ -1,0 +1,134 @@
+"""The export's reads: one consistent read-only snapshot, and Core selects streamed with a server-side cursor.
+
+No ORM objects are loaded: rows come back as tuples and are shaped by `app.exports.rows`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Select, String, and_, cast, exists, func, or_, select
+from sqlalchemy.orm import aliased
+
+from app.exports.schemas import ExportFilters
+from app.models import Comparison, Completion, ModelVersion, Prompt, Ranking
+
+YIELD_PER = 5000
+AnySelect = Select[*tuple[Any, ...]]
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one read-only snapshot transaction.
+
+    Postgres: REPEATABLE READ READ ONLY, so every query of the export sees the same data.
+    SQLite: a DEFERRED transaction (a WAL read snapshot from the first read) that blocks no writer.
+    """
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        else:
+            conn.execution_options(sqlite_begin="DEFERRED")
+        with conn.begin():
+            yield conn
+
+
+def stream(conn: Connection, statement: AnySelect) -> Iterator[Any]:
+    """The rows of `statement`, fetched YIELD_PER at a time from a server-side cursor."""
+    result = conn.execution_options(yield_per=YIELD_PER).execute(statement)
+    for partition in result.partitions():
+        yield from partition
+
+
+def has_conversational_prompts(conn: Connection, project_id: int) -> bool:
+    """Whether any prompt of the project has chat messages or a system prompt (then all are exported as chat)."""
+    # A JSON column may hold the literal `null` (an ORM None) as well as SQL NULL: neither is a chat.
+    has_messages = and_(Prompt.messages.is_not(None), cast(Prompt.messages, String) != "null")
+    query = select(exists().where(Prompt.project_id == project_id, or_(has_messages, Prompt.system.is_not(None))))
+    return bool(conn.execute(query).scalar())
+
+
+_PROMPT_COLUMNS = (Prompt.text, cast(Prompt.messages, String), Prompt.system)
+
+
+def pairs_query(project_id: int, filters: ExportFilters) -> AnySelect:
+    """Non-tied comparisons with the prompt and both completion texts, in id order.
+
+    Columns: id, prompt_id, ranking_id, annotator_id, winner_rank, loser_rank, rank_gap, source, weight,
+    created_at, prompt text, prompt messages (JSON text), system, chosen text, rejected text.
+    """
+    winner, loser = aliased(Completion), aliased(Completion)
+    c = Comparison
+    query: AnySelect = (
+        select(
+            c.id, c.prompt_id, c.ranking_id, c.annotator_id, c.winner_rank, c.loser_rank, c.rank_gap,
+            c.source, c.weight, c.created_at, *_PROMPT_COLUMNS, winner.text, loser.text,
+        )
+        .join(Prompt, Prompt.id == c.prompt_id)
+        .join(winner, winner.id == c.winner_id)
+        .join(loser, loser.id == c.loser_id)
+        .where(c.project_id == project_id, c.is_tie.is_(False))
+        .order_by(c.id)
+    )
+    if filters.since is not None:
+        query = query.where(c.created_at >= filters.since)
+    if filters.annotator_id is not None:
+        query = query.where(c.annotator_id == filters.annotator_id)
+    if filters.model_version_id is not None:
+        query = query.where(
+            and_(winner.model_version_id == filters.model_version_id, loser.model_version_id == filters.model_version_id)
+        )
+    return query
+
+
+def rankings_query(project_id: int, filters: ExportFilters, *, demonstrations_only: bool = False) -> AnySelect:
+    """Rankings with their prompt, in id order. Completion texts are fetched per batch (`completions_by_id`).
+
+    Columns: id, prompt_id, annotator_id, ranks, shown_order, flags, likert, rationale, not_rankable,
+    wall_seconds, active_seconds, weight, source, created_at, demonstration, prompt text, messages, system.
+    """
+    r = Ranking
+    query = (
+        select(
+            r.id, r.prompt_id, r.annotator_id, r.ranks, r.shown_order, r.flags, r.likert, r.rationale,
+            r.not_rankable, r.wall_seconds, r.active_seconds, r.weight, r.source, r.created_at, r.demonstration,
+            *_PROMPT_COLUMNS,
+        )
+        .join(Prompt, Prompt.id == r.prompt_id)
+        .where(r.project_id == project_id)
+        .order_by(r.id)
+    )
+    if demonstrations_only:
+        query = query.where(r.demonstration.is_not(None), func.length(r.demonstration) > 0)
+    if filters.since is not None:
+        query = query.where(r.created_at >= filters.since)
+    if filters.annotator_id is not None:
+        query = query.where(r.annotator_id == filters.annotator_id)
+    return query
+
+
+def prompts_query(project_id: int, filters: ExportFilters) -> AnySelect:
+    """Prompts of the project in id order. Columns: id, text, messages (JSON text), system."""
+    query: AnySelect = select(Prompt.id, *_PROMPT_COLUMNS).where(Prompt.project_id == project_id).order_by(Prompt.id)
+    if filters.since is not None:
+        query = query.where(Prompt.created_at >= filters.since)
+    return query
+
+
+def completions_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, int | None]]:
+    """Text and sampling model version of each completion id (in chunks, inside the same snapshot)."""
+    found: dict[int, tuple[str, int | None]] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 1000):
+        chunk = unique[start : start + 1000]
+        query = select(Completion.id, Completion.text, Completion.model_version_id).where(Completion.id.in_(chunk))
+        for cid, text, version in conn.execute(query):
+            found[cid] = (text, version)
+    return found
+
+
+def model_version_in_project(conn: Connection, project_id: int, version_id: int) -> bool:
+    query = select(ModelVersion.id).where(ModelVersion.id == version_id, ModelVersion.project_id == project_id)
+    return conn.execute(query).first() is not None

@@ -1,0 +1,104 @@
+"""Export page and downloads: `/projects/{id}/export` (admin form), its download, and `GET /api/projects/{id}/export`.
+
+Downloads stream: the generator opens its own connection and snapshot, because the request's session is
+committed and closed before the response body is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
+from app.exports import service
+from app.exports.schemas import (
+    EXTENSIONS,
+    FORMATS,
+    KINDS,
+    MEDIA_TYPES,
+    ExportFormat,
+    ExportKind,
+    ExportOptions,
+)
+from app.models import Project
+from app.projects import service as projects
+from app.web.templating import render
+
+router = APIRouter(tags=["exports"])
+
+Since = Annotated[str | None, Query(max_length=64)]
+Annotator = Annotated[str | None, Query(max_length=320)]
+
+
+def _project(db: Session, project_id: int) -> Project:
+    try:
+        return projects.get(db, project_id)
+    except projects.ProjectNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+def _download(
+    request: Request, db: Session, project_id: int, kind: str, fmt: str, since: str | None,
+    annotator: str | None, model_version: str | None, margin_column: bool,
+) -> StreamingResponse:
+    project = _project(db, project_id)
+    try:
+        if model_version and not model_version.strip().isdigit():
+            raise service.ExportError("model_version must be a model version id")
+        version = int(model_version) if model_version else None
+        filters = service.resolve_filters(db, project.id, since, annotator, version)
+    except service.ExportError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    engine = request.app.state.engine
+    body = service.stream_export(engine, project.id, kind, fmt, filters, ExportOptions(margin_column=margin_column))
+    file_name = f"prefloop-project-{project.id}-{kind}.{EXTENSIONS[fmt]}"
+    return StreamingResponse(
+        body,
+        media_type=MEDIA_TYPES[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="{file_name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/projects/{project_id}/export", response_class=HTMLResponse)
+def export_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+    project = _project(db, project_id)
+    return render(request, "exports/page.html", {"project": project, "kinds": KINDS, "formats": FORMATS})
+
+
+@router.get("/projects/{project_id}/export/download")
+def export_download(
+    request: Request,
+    project_id: int,
+    db: DbSession,
+    _admin: CurrentAdmin,
+    kind: ExportKind = "pairs",
+    format: ExportFormat = "jsonl",
+    since: Since = None,
+    annotator: Annotator = None,
+    model_version: Annotated[str | None, Query(max_length=20)] = None,
+    margin_column: bool = False,
+) -> StreamingResponse:
+    return _download(request, db, project_id, kind, format, since, annotator, model_version, margin_column)
+
+
+@router.get("/api/projects/{project_id}/export")
+def api_export(
+    request: Request,
+    project_id: int,
+    db: DbSession,
+    _admin: ApiAdmin,
+    kind: ExportKind = "pairs",
+    format: ExportFormat = "jsonl",
+    since: Since = None,
+    annotator: Annotator = None,
+    model_version: Annotated[str | None, Query(max_length=20)] = None,
+    margin_column: bool = False,
+) -> StreamingResponse:
+    """Stream one export (kind × format) of the project, from one snapshot."""
+    return _download(request, db, project_id, kind, format, since, annotator, model_version, margin_column)

@@ -1,0 +1,184 @@
+"""Row builders, one per export kind: database tuples in, plain dicts out, cheaply (this is the hot loop).
+
+Prompts are plain strings, or (when any prompt of the project has chat messages or a system prompt)
+TRL's conversational format for every row, so a column never mixes strings and message lists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row
+from sqlalchemy.orm import Session
+
+from app.exports import queries
+from app.exports.schemas import ExportFilters, ExportOptions
+
+Message = dict[str, str]
+BATCH = 500
+
+
+def timestamp(value: datetime) -> str:
+    """Fixed-width ISO 8601 in UTC (always six fractional digits), the same text the Postgres COPY path writes."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class PromptShaper:
+    """Turns (text, messages JSON, system) into the exported prompt, caching the last few decoded prompts."""
+
+    def __init__(self, conversational: bool) -> None:
+        self.conversational = conversational
+        self._cache: dict[int, Any] = {}
+
+    def __call__(self, prompt_id: int, text: str | None, messages: str | None, system: str | None) -> Any:
+        cached = self._cache.get(prompt_id)
+        if cached is not None:
+            return cached
+        if not self.conversational:
+            shaped: Any = text or ""
+        else:
+            decoded = json.loads(messages) if messages else None
+            chat: list[Message] = decoded or [{"role": "user", "content": text or ""}]
+            if system and not (chat and chat[0].get("role") == "system"):
+                chat = [{"role": "system", "content": system}, *chat]
+            shaped = chat
+        if len(self._cache) > 4096:  # rows arrive roughly grouped by prompt; a small cache is enough
+            self._cache.clear()
+        self._cache[prompt_id] = shaped
+        return shaped
+
+    def answer(self, text: str) -> Any:
+        return [{"role": "assistant", "content": text}] if self.conversational else text
+
+
+def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
+          options: ExportOptions) -> Iterator[dict[str, Any]]:
+    """One row per non-tied comparison, in TRL's preference format plus provenance columns."""
+    answer = shaper.answer
+    margin = options.margin_column
+    for (cid, prompt_id, ranking_id, annotator_id, winner_rank, loser_rank, rank_gap, source, weight, created_at,
+         text, messages, system, chosen, rejected) in queries.stream(conn, queries.pairs_query(project_id, filters)):
+        row = {
+            "prompt": shaper(prompt_id, text, messages, system),
+            "chosen": answer(chosen),
+            "rejected": answer(rejected),
+            "comparison_id": cid,
+            "prompt_id": prompt_id,
+            "group_id": ranking_id,
+            "annotator_id": annotator_id,
+            "chosen_rank": winner_rank,
+            "rejected_rank": loser_rank,
+            "rank_gap": rank_gap,
+            "source": source,
+            "weight": weight,
+            "created_at": timestamp(created_at),
+        }
+        if margin:
+            row["margin"] = rank_gap
+        yield row
+
+
+def _ranking_batches(conn: Connection, project_id: int, filters: ExportFilters,
+                     demonstrations_only: bool) -> Iterator[tuple[list[Row[Any]], dict[int, tuple[str, int | None]]]]:
+    batch: list[Row[Any]] = []
+    query = queries.rankings_query(project_id, filters, demonstrations_only=demonstrations_only)
+    for row in queries.stream(conn, query):
+        batch.append(row)
+        if len(batch) >= BATCH:
+            yield batch, queries.completions_by_id(conn, [c for r in batch for c in r.shown_order])
+            batch = []
+    if batch:
+        yield batch, queries.completions_by_id(conn, [c for r in batch for c in r.shown_order])
+
+
+def _from_version(shown: list[int], texts: dict[int, tuple[str, int | None]], version: int | None) -> bool:
+    return version is None or all(texts.get(c, ("", None))[1] == version for c in shown)
+
+
+def rankings(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
+             options: ExportOptions) -> Iterator[dict[str, Any]]:
+    """One row per ranking: the shown completions in shown order with their ranks (1 = best, ties equal)."""
+    for batch, texts in _ranking_batches(conn, project_id, filters, False):
+        for r in batch:
+            shown = [c for c in r.shown_order if c in texts]
+            if not _from_version(shown, texts, filters.model_version_id):
+                continue
+            ranks = r.ranks or {}
+            yield {
+                "ranking_id": r.id,
+                "prompt_id": r.prompt_id,
+                "prompt": shaper(r.prompt_id, r.text, r.messages, r.system),
+                "completions": [texts[c][0] for c in shown],
+                "completion_ids": shown,
+                "ranks": [ranks.get(str(c)) for c in shown],
+                "shown_order": list(r.shown_order),
+                "annotator_id": r.annotator_id,
+                "flags": json.dumps(r.flags or {}, ensure_ascii=False),
+                "likert": json.dumps(r.likert or {}, ensure_ascii=False),
+                "rationale": r.rationale or "",
+                "not_rankable": bool(r.not_rankable),
+                "wall_seconds": r.wall_seconds,
+                "active_seconds": r.active_seconds,
+                "weight": r.weight,
+                "source": r.source,
+                "created_at": timestamp(r.created_at),
+            }
+
+
+def rm(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
+       options: ExportOptions) -> Iterator[dict[str, Any]]:
+    """The reward-model dataset: prompt, the ranked completions, and their ranking (smaller is better)."""
+    for row in rankings(conn, project_id, filters, shaper, options):
+        ranked = [(text, rank) for text, rank in zip(row["completions"], row["ranks"], strict=True) if rank is not None]
+        if row["not_rankable"] or len(ranked) < 2 or len({rank for _, rank in ranked}) < 2:
+            continue
+        yield {
+            "prompt_id": row["prompt_id"],
+            "prompt": row["prompt"],
+            "completion": [text for text, _ in ranked],
+            "ranking": [rank for _, rank in ranked],
+        }
+
+
+def prompts(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
+            options: ExportOptions) -> Iterator[dict[str, Any]]:
+    """The prompt set for policy training (PPO/RLOO): prompts only."""
+    for prompt_id, text, messages, system in queries.stream(conn, queries.prompts_query(project_id, filters)):
+        yield {"prompt_id": prompt_id, "prompt": shaper(prompt_id, text, messages, system)}
+
+
+def sft(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
+        options: ExportOptions) -> Iterator[dict[str, Any]]:
+    """Prompt + demonstration, from rankings whose annotator wrote one (TRL's prompt-completion format)."""
+    for batch, _texts in _ranking_batches(conn, project_id, filters, True):
+        for r in batch:
+            yield {
+                "prompt_id": r.prompt_id,
+                "prompt": shaper(r.prompt_id, r.text, r.messages, r.system),
+                "completion": shaper.answer(r.demonstration),
+                "ranking_id": r.id,
+                "annotator_id": r.annotator_id,
+                "created_at": timestamp(r.created_at),
+            }
+
+
+def consensus(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
+              options: ExportOptions) -> Iterator[dict[str, Any]]:
+    """The consensus subset (app.quality): one row per prompt with >= 2 human rankings, with the trust-weighted
+    ranked-pairs order and Bradley-Terry scores. Filters do not apply: a consensus needs all its rankings."""
+    from app.models import Project
+    from app.quality.service import consensus_export_rows
+
+    with Session(bind=conn) as db:
+        project = db.get(Project, project_id)
+        if project is None:
+            return
+        yield from consensus_export_rows(
+            db, project, lambda p: shaper(p.id, p.text, json.dumps(p.messages) if p.messages else None, p.system)
+        )
+
+
+BUILDERS = {"pairs": pairs, "rankings": rankings, "rm": rm, "prompts": prompts, "sft": sft, "consensus": consensus}

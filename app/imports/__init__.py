@@ -1,0 +1,1 @@
+"""Importing prompts, completions and preference pairs from JSONL, JSON and CSV files."""

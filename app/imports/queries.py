@@ -1,0 +1,82 @@
+"""Every SELECT and INSERT of the import feature: bulk inserts returning ids, never one row at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
+
+from app.models import Comparison, Completion, ImportRecord, Prompt, Ranking
+
+_CHUNK = 1000
+
+
+def existing_external_ids(db: Session, project_id: int, external_ids: Iterable[str]) -> set[str]:
+    """Those of `external_ids` that the project already has."""
+    wanted = list(external_ids)
+    found: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        found.update(
+            db.scalars(
+                select(Prompt.external_id).where(Prompt.project_id == project_id, Prompt.external_id.in_(chunk))
+            )
+        )
+    return found
+
+
+def _insert_returning_ids(db: Session, table: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
+    # insertmanyvalues batches these into multi-row INSERT … RETURNING on both dialects, in parameter order.
+    ids: list[int] = []
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        result = db.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), chunk)
+        ids.extend(result.scalars().all())
+    return ids
+
+
+def insert_prompts(db: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert prompts, returning their ids in order. Rows without messages leave the column SQL NULL
+    (a None bound to a JSON column would store the JSON literal `null`)."""
+    plain = [i for i, row in enumerate(rows) if row.get("messages") is None]
+    chat = [i for i, row in enumerate(rows) if row.get("messages") is not None]
+    ids: list[int] = [0] * len(rows)
+    plain_rows = [{k: v for k, v in rows[i].items() if k != "messages"} for i in plain]
+    for i, new_id in zip(plain, _insert_returning_ids(db, Prompt.__table__, plain_rows), strict=True):
+        ids[i] = new_id
+    for i, new_id in zip(chat, _insert_returning_ids(db, Prompt.__table__, [rows[i] for i in chat]), strict=True):
+        ids[i] = new_id
+    return ids
+
+
+def insert_completions(db: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    return _insert_returning_ids(db, Completion.__table__, rows)
+
+
+def insert_rankings(db: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    return _insert_returning_ids(db, Ranking.__table__, rows)
+
+
+def insert_comparisons(db: Session, rows: Sequence[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _CHUNK):
+        db.execute(insert(cast(Table, Comparison.__table__)), list(rows[start : start + _CHUNK]))
+
+
+def add_import_record(db: Session, record: ImportRecord) -> ImportRecord:
+    db.add(record)
+    db.flush()
+    return record
+
+
+def recent_imports(db: Session, project_id: int, limit: int = 20) -> list[ImportRecord]:
+    """The latest imports of a project, newest first."""
+    return list(
+        db.scalars(
+            select(ImportRecord)
+            .where(ImportRecord.project_id == project_id)
+            .order_by(ImportRecord.id.desc())
+            .limit(limit)
+        )
+    )

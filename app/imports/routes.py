@@ -1,0 +1,124 @@
+"""Import pages and API: the admin upload form and `POST /api/projects/{id}/imports` (multipart `file`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
+from app.imports import queries
+from app.imports.schemas import ImportOptions, ImportOutcome
+from app.imports.service import run_import
+from app.models import Project, User
+from app.projects import service as projects
+from app.web.templating import render
+
+router = APIRouter(tags=["imports"])
+
+Field = Annotated[str, Form(max_length=200)]
+
+
+def _project(db: Session, project_id: int) -> Project:
+    try:
+        return projects.get(db, project_id)
+    except projects.ProjectNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+def _options(values: dict[str, str]) -> ImportOptions:
+    return ImportOptions.model_validate({k: v for k, v in values.items() if v})
+
+
+def _options_error(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def _import(db: Session, project: Project, upload: UploadFile, options: ImportOptions, user: User) -> ImportOutcome:
+    # The upload is already spooled (to disk past 1 MB) by the multipart parser; parse it from there.
+    return run_import(db, project, upload.file, upload.filename, options, user)
+
+
+@router.get("/projects/{project_id}/import", response_class=HTMLResponse)
+def import_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+    project = _project(db, project_id)
+    return render(request, "imports/upload.html", _page(db, project, None, None, {}))
+
+
+@router.post("/projects/{project_id}/import", response_class=HTMLResponse)
+def upload(
+    request: Request,
+    project_id: int,
+    db: DbSession,
+    admin: CurrentAdmin,
+    file: Annotated[UploadFile | None, File()] = None,
+    format: Field = "",
+    prompt_column: Field = "",
+    completion_column: Field = "",
+    model_column: Field = "",
+    id_column: Field = "",
+    key_columns: Field = "",
+) -> Response:
+    project = _project(db, project_id)
+    values = {
+        "format": format, "prompt_column": prompt_column, "completion_column": completion_column,
+        "model_column": model_column, "id_column": id_column, "key_columns": key_columns,
+    }
+    if file is None or not file.filename:
+        return render(request, "imports/upload.html", _page(db, project, None, "Choose a file to upload.", values),
+                      status_code=400)
+    try:
+        options = _options(values)
+    except ValidationError as exc:
+        return render(request, "imports/upload.html", _page(db, project, None, _options_error(exc), values),
+                      status_code=400)
+    outcome = _import(db, project, file, options, admin)
+    status = 200 if outcome.ok else 400
+    return render(request, "imports/upload.html", _page(db, project, outcome, None, values), status_code=status)
+
+
+def _page(
+    db: Session, project: Project, outcome: ImportOutcome | None, error: str | None, values: dict[str, str]
+) -> dict[str, Any]:
+    # Flush so a failed import's record shows in the history below its own report.
+    db.flush()
+    return {
+        "project": project,
+        "outcome": outcome,
+        "error": error,
+        "values": values,
+        "imports": queries.recent_imports(db, project.id),
+    }
+
+
+@router.post("/api/projects/{project_id}/imports")
+def api_import(
+    project_id: int,
+    db: DbSession,
+    admin: ApiAdmin,
+    file: Annotated[UploadFile, File()],
+    format: Field = "",
+    prompt_column: Field = "",
+    completion_column: Field = "",
+    model_column: Field = "",
+    id_column: Field = "",
+    key_columns: Field = "",
+) -> JSONResponse:
+    """Import a file; 201 with the counts, or 422 listing every bad line (nothing imported)."""
+    project = _project(db, project_id)
+    try:
+        options = _options({
+            "format": format, "prompt_column": prompt_column, "completion_column": completion_column,
+            "model_column": model_column, "id_column": id_column, "key_columns": key_columns,
+        })
+    except ValidationError as exc:
+        raise HTTPException(status_code=422, detail=_options_error(exc)) from exc
+    outcome = _import(db, project, file, options, admin)
+    body = outcome.as_dict()
+    if not outcome.ok:
+        body["detail"] = f"nothing imported: {outcome.issue_count} problem(s) in {outcome.file_name}"
+        return JSONResponse(body, status_code=422)
+    return JSONResponse(body, status_code=201)

@@ -1,0 +1,298 @@
+"""Importing a file into a project: parse, validate every record, then insert everything or nothing.
+
+The whole file is read and validated before the first INSERT, so a bad file leaves the project
+untouched and the report lists every problem. A failed import is recorded as an `imports` row with
+status `failed` and its errors (the only write of that unit of work); a successful one as `succeeded`
+with its counts. Prompts already in the project (same external id: the given `id`, else the content
+hash) are skipped, which makes re-importing a file a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from sqlalchemy.orm import Session
+
+from app.features import import_feature
+from app.imports import queries
+from app.imports.parsers import detect_format, iter_records
+from app.imports.schemas import (
+    MAX_REPORTED_ISSUES,
+    FileFormat,
+    ImportIssue,
+    ImportOptions,
+    ImportOutcome,
+    PromptIn,
+    RawRecord,
+)
+from app.imports.validation import Rules, normalize
+from app.models import ImportRecord, Project, User, utcnow
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class ImportFailed(ValueError):
+    """Raised by `import_or_raise` when a file does not import; carries the outcome with every issue."""
+
+    def __init__(self, outcome: ImportOutcome) -> None:
+        super().__init__(f"{outcome.issue_count} problem(s) in {outcome.file_name}")
+        self.outcome = outcome
+
+
+def safe_file_name(name: str | None) -> str:
+    """A display/storage-safe version of an uploaded file's name: no directories, odd characters or length.
+
+    The name is only ever shown (escaped) and stored; uploaded files are parsed and never served back.
+    """
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = _UNSAFE_NAME.sub("_", base).strip(" .") or "upload"
+    if len(base) > 200:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: 200 - len(ext) - 1] + "." + ext) if dot and len(ext) <= 16 else base[:200]
+    return base
+
+
+def run_import(
+    db: Session,
+    project: Project,
+    source: BinaryIO,
+    file_name: str | None,
+    options: ImportOptions,
+    user: User | None = None,
+) -> ImportOutcome:
+    """Import `source` into `project`. Never commits: the caller's unit of work does.
+
+    Returns the outcome; when `ok` is false nothing but the failed import record was written.
+    """
+    name = safe_file_name(file_name)
+    sha256 = _file_digest(source)
+    fmt: FileFormat = options.format or detect_format(name, source.read(4096))
+    source.seek(0)
+    prompts, issues, issue_count = _validate_all(_records(source, fmt, options), project)
+    if not issues and not prompts:
+        issues, issue_count = [ImportIssue(0, "file", "the file contains no records")], 1
+    outcome = ImportOutcome(ok=not issues, file_name=name, file_format=fmt, issues=issues, issue_count=issue_count)
+    record = ImportRecord(
+        project_id=project.id,
+        user_id=user.id if user else None,
+        file_name=name,
+        file_sha256=sha256,
+        file_format=fmt,
+        status="running",
+        counts={},
+        errors=[],
+    )
+    if issues:
+        record.status = "failed"
+        record.errors = [issue.as_dict() for issue in issues[:1000]]
+        record.counts = {"errors": issue_count}
+        record.finished_at = utcnow()
+        outcome.import_id = queries.add_import_record(db, record).id
+        return outcome
+    queries.add_import_record(db, record)
+    outcome.import_id = record.id
+    outcome.counts = _insert(db, project, prompts, record.id)
+    record.status = "succeeded"
+    record.counts = outcome.counts
+    record.finished_at = utcnow()
+    db.flush()
+    return outcome
+
+
+def import_or_raise(
+    db: Session, project: Project, source: BinaryIO, file_name: str | None, options: ImportOptions,
+    user: User | None = None,
+) -> ImportOutcome:
+    """`run_import`, raising ImportFailed instead of returning a failed outcome (the caller rolls back)."""
+    outcome = run_import(db, project, source, file_name, options, user)
+    if not outcome.ok:
+        raise ImportFailed(outcome)
+    return outcome
+
+
+def _file_digest(source: BinaryIO) -> str:
+    source.seek(0)
+    digest = hashlib.sha256()
+    while chunk := source.read(1 << 20):
+        digest.update(chunk)
+    source.seek(0)
+    return digest.hexdigest()
+
+
+def _records(source: BinaryIO, fmt: FileFormat, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
+    renames = {}
+    if not options.long_format:
+        if options.prompt_column:
+            renames[options.prompt_column] = "prompt"
+        if options.id_column:
+            renames[options.id_column] = "id"
+    for item in iter_records(source, fmt, options):
+        if renames and isinstance(item, RawRecord):
+            item = RawRecord(item.line, {renames.get(k, k): v for k, v in item.data.items()}, item.tabular)
+        yield item
+
+
+def _validate_all(
+    items: Iterator[RawRecord | ImportIssue], project: Project
+) -> tuple[list[PromptIn], list[ImportIssue], int]:
+    rules = Rules(project.k_min, project.allow_fewer_than_k_min)
+    prompts: dict[str, PromptIn] = {}
+    issues: list[ImportIssue] = []
+    count = 0
+
+    def report(found: list[ImportIssue]) -> None:
+        nonlocal count
+        count += len(found)
+        room = MAX_REPORTED_ISSUES - len(issues)
+        if room > 0:
+            issues.extend(found[:room])
+
+    for item in items:
+        if isinstance(item, ImportIssue):
+            report([item])
+            continue
+        result = normalize(item, rules)
+        if isinstance(result, list):
+            report(result)
+            continue
+        earlier = prompts.get(result.external_id)
+        if earlier is None:
+            prompts[result.external_id] = result
+        elif result.pairwise and earlier.pairwise and not result.id_given:
+            _merge_pairs(earlier, result)
+        elif result.id_given:
+            report([ImportIssue(result.line, "id", f"duplicate id {result.external_id!r} (first on line {earlier.line})")])
+        else:
+            report([ImportIssue(result.line, "prompt", f"duplicate prompt: same content as line {earlier.line}; "
+                                                        "give each record a distinct `id` to keep both")])
+    return list(prompts.values()), issues, count
+
+
+def _merge_pairs(into: PromptIn, other: PromptIn) -> None:
+    # Preference datasets repeat a prompt once per pair: one prompt, its distinct answers, every pair.
+    index = {c.text: i for i, c in enumerate(into.completions)}
+    for chosen, rejected in other.pairs:
+        ids = []
+        for completion in (other.completions[chosen], other.completions[rejected]):
+            if completion.text not in index:
+                index[completion.text] = len(into.completions)
+                into.completions.append(completion)
+            ids.append(index[completion.text])
+        into.pairs.append((ids[0], ids[1]))
+
+
+def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: int) -> dict[str, int]:
+    existing = queries.existing_external_ids(db, project.id, (p.external_id for p in prompts))
+    new = [p for p in prompts if p.external_id not in existing]
+    now = utcnow()
+    prompt_ids = queries.insert_prompts(
+        db,
+        [
+            {
+                "project_id": project.id,
+                "external_id": p.external_id,
+                "text": p.text,
+                "messages": p.messages,
+                "system": p.system,
+                "metadata": p.meta,
+                "content_hash": p.content_hash,
+                "import_id": import_id,
+                "is_gold": False,
+                "priority": 0.0,
+                "created_at": now,
+            }
+            for p in new
+        ],
+    )
+    completion_rows: list[dict[str, Any]] = []
+    for prompt_id, p in zip(prompt_ids, new, strict=True):
+        for position, c in enumerate(p.completions):
+            completion_rows.append(
+                {
+                    "prompt_id": prompt_id,
+                    "position": position,
+                    "text": c.text,
+                    "source": "uploaded",
+                    "model_name": c.model,
+                    "round": 0,
+                    "metadata": c.meta,
+                    "import_id": import_id,
+                    "created_at": now,
+                }
+            )
+    completion_ids = queries.insert_completions(db, completion_rows)
+    comparisons = _insert_pairs(db, project, new, prompt_ids, completion_ids, import_id)
+    counts = {
+        "records": len(prompts),
+        "prompts_added": len(new),
+        "prompts_skipped": len(prompts) - len(new),
+        "completions_added": len(completion_ids),
+        "comparisons_added": comparisons,
+    }
+    slots = import_feature("app.labeling.slots")
+    if slots is not None and prompt_ids:
+        counts["slots_created"] = slots.ensure_slots(db, project, prompt_ids)
+    return counts
+
+
+def _insert_pairs(
+    db: Session, project: Project, prompts: list[PromptIn], prompt_ids: list[int], completion_ids: list[int],
+    import_id: int,
+) -> int:
+    """Each imported chosen/rejected pair: a Ranking (source 'imported', ranks chosen 1, rejected 2) and its Comparison."""
+    now = utcnow()
+    rankings: list[dict[str, Any]] = []
+    pairs: list[tuple[int, int, int]] = []
+    offset = 0
+    for prompt_id, p in zip(prompt_ids, prompts, strict=True):
+        for chosen, rejected in p.pairs:
+            winner, loser = completion_ids[offset + chosen], completion_ids[offset + rejected]
+            rankings.append(
+                {
+                    "project_id": project.id,
+                    "prompt_id": prompt_id,
+                    "source": "imported",
+                    "import_id": import_id,
+                    "ranks": {str(winner): 1, str(loser): 2},
+                    "shown_order": [winner, loser],
+                    "flags": {},
+                    "likert": {},
+                    "rationale": "",
+                    "not_rankable": False,
+                    "client_info": {},
+                    "payload_hash": "",
+                    "suggestion_shown": False,
+                    "weight": 1.0,
+                    "created_at": now,
+                }
+            )
+            pairs.append((prompt_id, winner, loser))
+        offset += len(p.completions)
+    if not rankings:
+        return 0
+    ranking_ids = queries.insert_rankings(db, rankings)
+    queries.insert_comparisons(
+        db,
+        [
+            {
+                "project_id": project.id,
+                "prompt_id": prompt_id,
+                "ranking_id": ranking_id,
+                "winner_id": winner,
+                "loser_id": loser,
+                "winner_rank": 1,
+                "loser_rank": 2,
+                "rank_gap": 1,
+                "is_tie": False,
+                "source": "imported",
+                "import_id": import_id,
+                "weight": 1.0,
+                "created_at": now,
+            }
+            for ranking_id, (prompt_id, winner, loser) in zip(ranking_ids, pairs, strict=True)
+        ],
+    )
+    return len(ranking_ids)

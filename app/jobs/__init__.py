@@ -1,0 +1,1 @@
+"""The job queue shared by web and worker: enqueue, claim, heartbeat, finish, fail, cancel, requeue."""

@@ -1,0 +1,160 @@
+"""Admin pages and JSON for jobs: all jobs, a project's jobs with the loop controls, one job with its log,
+a self-replacing progress fragment, cancel, retry, "run the loop now" and the scheduler settings form."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
+from app.jobs import queries, queue
+from app.jobs.schemas import JobOut
+from app.models import Job, Project
+from app.projects import service as projects
+from app.projects.schemas import ProjectUpdate
+from app.scheduler import service as scheduler
+from app.web.templating import render
+
+router = APIRouter(tags=["jobs"])
+STATUS_FILTERS = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _project(db: DbSession, project_id: int) -> Project:
+    try:
+        return projects.get(db, project_id)
+    except projects.ProjectNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+def _job(db: DbSession, job_id: int) -> Job:
+    job = queries.get(db, job_id)
+    if job is None:
+        raise HTTPException(status_code=404, detail=f"job {job_id} not found")
+    return job
+
+
+def _statuses(status: str | None) -> list[str] | None:
+    if not status:
+        return None
+    if status not in STATUS_FILTERS:
+        raise HTTPException(status_code=400, detail=f"status must be one of {', '.join(STATUS_FILTERS)}")
+    return [status]
+
+
+@router.get("/admin/jobs", response_class=HTMLResponse)
+def all_jobs(request: Request, db: DbSession, _admin: CurrentAdmin, status: str | None = None) -> Response:
+    jobs = queries.list_jobs(db, statuses=_statuses(status), limit=200)
+    return render(request, "jobs/list.html", {"jobs": jobs, "project": None, "status": status or "",
+                                              "filters": STATUS_FILTERS})
+
+
+@router.get("/projects/{project_id}/jobs", response_class=HTMLResponse)
+def project_jobs(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
+                 status: str | None = None, message: str | None = None) -> Response:
+    project = _project(db, project_id)
+    jobs = queries.list_jobs(db, project_id=project.id, statuses=_statuses(status), limit=200)
+    return render(request, "jobs/list.html", {
+        "jobs": jobs, "project": project, "status": status or "", "filters": STATUS_FILTERS,
+        "loop": scheduler.status(db, project), "schedule": projects.settings_of(project).schedule,
+        "message": message,
+    })
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+    job = _job(db, job_id)
+    return render(request, "jobs/detail.html", {
+        "job": job, "events": queries.events_of(db, job.id), "children": queries.children_of(db, job.id),
+    })
+
+
+@router.get("/jobs/{job_id}/progress", response_class=HTMLResponse)
+def job_progress(request: Request, job_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+    """The progress fragment; it polls itself every 2 s while the job is active and stops when it is not."""
+    return render(request, "jobs/progress.html", {"job": _job(db, job_id)})
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: int, db: DbSession, admin: CurrentAdmin) -> Response:
+    try:
+        queue.cancel(db, _job(db, job_id).id, by=admin.email)
+    except queue.JobError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/retry")
+def retry_job(job_id: int, db: DbSession, admin: CurrentAdmin) -> Response:
+    try:
+        queue.retry(db, _job(db, job_id).id, by=admin.email)
+    except queue.JobError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+@router.post("/projects/{project_id}/loop/run")
+def run_loop(project_id: int, db: DbSession, admin: CurrentAdmin) -> Response:
+    try:
+        job = scheduler.run_loop_now(db, _project(db, project_id), requested_by=admin.email)
+    except scheduler.SchedulerError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+@router.post("/projects/{project_id}/schedule")
+def save_schedule(
+    project_id: int,
+    db: DbSession,
+    _admin: CurrentAdmin,
+    retrain_every: Annotated[int, Form(ge=1, le=10_000_000)],
+    prompts_per_round: Annotated[int, Form(ge=1, le=10_000_000)],
+    enabled: Annotated[bool, Form()] = False,
+) -> Response:
+    project = _project(db, project_id)
+    patch = {"schedule": {"enabled": enabled, "retrain_every": retrain_every, "prompts_per_round": prompts_per_round}}
+    try:
+        projects.update(db, project, ProjectUpdate(settings=patch))
+    except projects.ProjectError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    return RedirectResponse(f"/projects/{project.id}/jobs?message=saved", status_code=303)
+
+
+# --- JSON -------------------------------------------------------------------------------------------------
+
+
+@router.get("/api/projects/{project_id}/jobs", response_model=list[JobOut])
+def api_project_jobs(project_id: int, db: DbSession, _admin: ApiAdmin, status: str | None = None) -> list[JobOut]:
+    project = _project(db, project_id)
+    jobs = queries.list_jobs(db, project_id=project.id, statuses=_statuses(status), limit=500)
+    return [JobOut.model_validate(j) for j in jobs]
+
+
+@router.get("/api/jobs/{job_id}", response_model=JobOut)
+def api_job(job_id: int, db: DbSession, _admin: ApiAdmin) -> JobOut:
+    return JobOut.model_validate(_job(db, job_id))
+
+
+@router.post("/api/jobs/{job_id}/cancel", response_model=JobOut)
+def api_cancel(job_id: int, db: DbSession, admin: ApiAdmin) -> JobOut:
+    try:
+        return JobOut.model_validate(queue.cancel(db, _job(db, job_id).id, by=admin.email))
+    except queue.JobError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
+@router.post("/api/jobs/{job_id}/retry", response_model=JobOut)
+def api_retry(job_id: int, db: DbSession, admin: ApiAdmin) -> JobOut:
+    try:
+        return JobOut.model_validate(queue.retry(db, _job(db, job_id).id, by=admin.email))
+    except queue.JobError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
+@router.post("/api/projects/{project_id}/loop/run", response_model=JobOut)
+def api_run_loop(project_id: int, db: DbSession, admin: ApiAdmin) -> JobOut:
+    try:
+        return JobOut.model_validate(scheduler.run_loop_now(db, _project(db, project_id), requested_by=admin.email))
+    except scheduler.SchedulerError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc

@@ -1,0 +1,168 @@
+"""Ranking pages: the annotator's task page (full page or htmx swap), submit, skip, heartbeat; admin progress."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from app.auth.deps import CurrentAdmin, CurrentUser, DbSession
+from app.labeling import assignment as tasks
+from app.labeling import progress, service
+from app.labeling.errors import Conflict, LabelingError, NotFound
+from app.labeling.forms import ranking_from_form
+from app.models import Project, User
+from app.projects.service import settings_of
+from app.web.csrf import FORM_MAX_FIELDS, FORM_MAX_FILES, FORM_MAX_PART_SIZE
+from app.web.templating import is_htmx_fragment_request, render
+
+router = APIRouter(tags=["labeling"])
+TEMPLATE = "labeling/label.html"
+
+
+async def form_body(request: Request) -> FormData:
+    """The posted form (already parsed and cached if the CSRF check read it)."""
+    return await request.form(
+        max_fields=FORM_MAX_FIELDS, max_files=FORM_MAX_FILES, max_part_size=FORM_MAX_PART_SIZE
+    )
+
+
+FormBody = Annotated[FormData, Depends(form_body)]
+
+
+def _project(db: DbSession, project_id: int) -> Project:
+    try:
+        return service.labeling_project(db, project_id)
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+def _url(project: Project, task: tasks.Task | None) -> str:
+    return f"/projects/{project.id}/label" + (f"/{task.assignment.id}" if task else "")
+
+
+def _page(
+    request: Request,
+    db: DbSession,
+    project: Project,
+    user: User,
+    task: tasks.Task | None,
+    *,
+    block: str | None = "task",
+    status_code: int = 200,
+    push: bool = False,
+    **extra: Any,
+) -> Response:
+    cfg = settings_of(project).labeling
+    context: dict[str, Any] = {
+        "project": project,
+        "cfg": cfg,
+        "task": task,
+        "items": list(zip(task.completions, task.letters, strict=True)) if task else [],
+        "progress": progress.annotator_progress(db, project, user.id),
+        "heartbeat_seconds": max(15, min(120, project.lease_minutes * 60 // 4)),
+        "notice": None,
+        "error": None,
+        "conflict": None,
+    }
+    context.update(extra)
+    headers = {"HX-Push-Url": _url(project, task)} if push else None
+    return render(request, TEMPLATE, context, block=block, status_code=status_code, headers=headers)
+
+
+@router.get("/projects/{project_id}/label", response_class=HTMLResponse)
+def label_page(request: Request, project_id: int, db: DbSession, user: CurrentUser) -> Response:
+    project = _project(db, project_id)
+    task = service.next_task(db, project, user)
+    if task is not None and not is_htmx_fragment_request(request):
+        return RedirectResponse(_url(project, task), status_code=303)
+    return _page(request, db, project, user, task, push=task is not None)
+
+
+@router.get("/projects/{project_id}/label/{assignment_id}", response_class=HTMLResponse)
+def task_page(
+    request: Request, project_id: int, assignment_id: int, db: DbSession, user: CurrentUser
+) -> Response:
+    project = _project(db, project_id)
+    try:
+        row = tasks.own_assignment(db, assignment_id, user)
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    if row.project_id != project.id:
+        raise HTTPException(status_code=404, detail=f"assignment {assignment_id} not found")
+    if tasks.is_live(row):
+        return _page(request, db, project, user, tasks.load_task(db, row))
+    # Back button or an old tab: say what happened to that task and show the current one instead.
+    notice = (
+        f"Task #{row.id} is {row.status if row.status != 'active' else 'expired'}; here is your current task."
+    )
+    return _page(request, db, project, user, service.next_task(db, project, user), notice=notice)
+
+
+@router.post("/projects/{project_id}/label/{assignment_id}", response_class=HTMLResponse)
+def submit_page(
+    request: Request, project_id: int, assignment_id: int, db: DbSession, user: CurrentUser, form: FormBody
+) -> Response:
+    project = _project(db, project_id)
+    try:
+        row = tasks.own_assignment(db, assignment_id, user)
+        data = ranking_from_form(form, row.shown_completion_ids)
+        client = {"user_agent": request.headers.get("user-agent", "")[:300], "via": "page"}
+        service.submit(db, user, assignment_id, data, client)
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except Conflict as exc:
+        letters = dict(zip(row.shown_completion_ids, tasks.LETTERS, strict=False))
+        echo = exc.echo or {}
+        ranked = sorted(((r, letters.get(int(c), "?")) for c, r in (echo.get("ranks") or {}).items()))
+        conflict = {"message": str(exc), "ranked": ranked, "rationale": echo.get("rationale", "")}
+        return _page(request, db, project, user, None, status_code=409, conflict=conflict)
+    except LabelingError as exc:
+        if is_htmx_fragment_request(request):
+            return _page(
+                request, db, project, user, None, block="task_error", status_code=exc.status, error=str(exc)
+            )
+        task = tasks.load_task(db, row)
+        return _page(request, db, project, user, task, status_code=exc.status, error=str(exc))
+    if not is_htmx_fragment_request(request):
+        return RedirectResponse(f"/projects/{project.id}/label", status_code=303)
+    return _page(request, db, project, user, service.next_task(db, project, user), push=True)
+
+
+@router.post("/projects/{project_id}/label/{assignment_id}/skip", response_class=HTMLResponse)
+def skip_page(
+    request: Request, project_id: int, assignment_id: int, db: DbSession, user: CurrentUser, form: FormBody
+) -> Response:
+    project = _project(db, project_id)
+    reason = form.get("reason")
+    try:
+        service.skip(db, user, assignment_id, reason if isinstance(reason, str) else "")
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except LabelingError as exc:
+        return _page(request, db, project, user, None, status_code=exc.status, error=str(exc))
+    if not is_htmx_fragment_request(request):
+        return RedirectResponse(f"/projects/{project.id}/label", status_code=303)
+    return _page(request, db, project, user, service.next_task(db, project, user), push=True)
+
+
+@router.post("/projects/{project_id}/label/{assignment_id}/heartbeat")
+def heartbeat_page(project_id: int, assignment_id: int, db: DbSession, user: CurrentUser) -> Response:
+    try:
+        expires = service.heartbeat(db, user, assignment_id)
+    except LabelingError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    return JSONResponse({"assignment_id": assignment_id, "lease_expires_at": expires.isoformat()})
+
+
+@router.get("/projects/{project_id}/progress", response_class=HTMLResponse)
+def progress_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+    project = _project(db, project_id)
+    stats = progress.project_progress(db, project)
+    return render(
+        request,
+        "labeling/progress.html",
+        {"project": project, "stats": stats, "chart": progress.bar_chart(stats.per_day)},
+    )

@@ -1,0 +1,76 @@
+"""The priority seam: which open slot an annotator gets next, and whether a gold prompt is injected first.
+
+The claim (assignment.claim) asks `picker_for(project)` for two things:
+- `order_by(project)`: SQL ORDER BY terms over `Slot` columns (the claim adds LIMIT 1 ... SKIP LOCKED).
+  The default is `slots.priority` descending with a random tiebreak, so concurrent annotators rarely
+  contend for the same row. Active selection writes uncertainty scores into `slots.priority`
+  (see `set_priorities`) and keeps the default order.
+- `before_claim(db, project, annotator)`: may return a gold `Prompt` to show instead of a slot; gold
+  assignments hold no slot and never count towards a prompt's N.
+
+Another feature plugs in by calling `use_picker(...)` with its own `SlotPicker` (for example one that
+consults `settings.quality.gold_rate`); `use_picker(None)` restores the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, func, update
+from sqlalchemy.orm import Session
+
+from app.models import Project, Prompt, Slot, User
+
+
+class SlotPicker(Protocol):
+    """How the claim orders candidate slots and whether it injects a gold prompt first."""
+
+    def order_by(self, project: Project) -> Sequence[ColumnElement[Any]]:
+        """ORDER BY terms for the candidate slots of `project` (highest preference first)."""
+        ...
+
+    def before_claim(self, db: Session, project: Project, annotator: User) -> Prompt | None:
+        """A gold prompt to hand out instead of a slot, or None for a normal claim."""
+        ...
+
+
+class DefaultPicker:
+    """Highest `slots.priority` first; ties broken at random. Never injects gold."""
+
+    def order_by(self, project: Project) -> Sequence[ColumnElement[Any]]:
+        return (Slot.priority.desc(), func.random())
+
+    def before_claim(self, db: Session, project: Project, annotator: User) -> Prompt | None:
+        return None
+
+
+_DEFAULT = DefaultPicker()
+_override: SlotPicker | None = None
+
+
+def use_picker(picker: SlotPicker | None) -> None:
+    """Install `picker` for every project (None restores the default)."""
+    global _override
+    _override = picker
+
+
+def picker_for(project: Project) -> SlotPicker:
+    """The picker the claim uses for `project`."""
+    return _override or _DEFAULT
+
+
+def set_priorities(db: Session, project: Project, scores: Mapping[int, float]) -> int:
+    """Set `slots.priority` of every not-yet-done slot of the given prompts (prompt id -> score).
+
+    Higher scores are claimed first. Returns the number of slot rows changed.
+    """
+    changed = 0
+    for prompt_id, score in scores.items():
+        result = db.execute(
+            update(Slot)
+            .where(Slot.project_id == project.id, Slot.prompt_id == prompt_id, Slot.status != "done")
+            .values(priority=float(score))
+        )
+        changed += int(getattr(result, "rowcount", 0) or 0)
+    return changed

@@ -1,0 +1,74 @@
+"""The labeling facade the routes call: project lookup for annotators and assignment-scoped operations.
+
+Each function resolves the assignment through `own_assignment` first, so another annotator's id is
+indistinguishable from a missing one (404) and nothing is changed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.labeling import assignment as tasks
+from app.labeling import submission
+from app.labeling.errors import NotFound
+from app.labeling.schemas import CompletionOut, PromptOut, RankingIn, TaskOut
+from app.models import Assignment, Project, User
+from app.projects import service as projects
+
+
+def labeling_project(db: Session, project_id: int) -> Project:
+    """A project open for labeling (archived ones are not)."""
+    try:
+        return projects.get(db, project_id, include_archived=False)
+    except projects.ProjectNotFound as exc:
+        raise NotFound(str(exc)) from exc
+
+
+def next_task(db: Session, project: Project, annotator: User) -> tasks.Task | None:
+    """The annotator's current task (claiming one if needed), loaded for display; None when done."""
+    row = tasks.next_task(db, project, annotator)
+    return tasks.load_task(db, row) if row is not None else None
+
+
+def _project_of(db: Session, assignment: Assignment) -> Project:
+    return projects.get(db, assignment.project_id)
+
+
+def submit(
+    db: Session,
+    annotator: User,
+    assignment_id: int,
+    data: RankingIn,
+    client_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Submit a ranking for one of the annotator's assignments (see submission.submit)."""
+    row = tasks.own_assignment(db, assignment_id, annotator)
+    return submission.submit(db, _project_of(db, row), annotator, assignment_id, data, client_info)
+
+
+def skip(db: Session, annotator: User, assignment_id: int, reason: str) -> Assignment:
+    row = tasks.own_assignment(db, assignment_id, annotator)
+    tasks.skip(db, row, reason)
+    return row
+
+
+def heartbeat(db: Session, annotator: User, assignment_id: int) -> datetime:
+    row = tasks.own_assignment(db, assignment_id, annotator)
+    return tasks.heartbeat(db, _project_of(db, row), row)
+
+
+def task_out(task: tasks.Task) -> TaskOut:
+    """The JSON shape of a task: completions in display order with their letters."""
+    prompt = task.prompt
+    return TaskOut(
+        assignment_id=task.assignment.id,
+        prompt=PromptOut(id=prompt.id, text=prompt.text, messages=prompt.messages, system=prompt.system),
+        completions=[
+            CompletionOut(id=c.id, text=c.text, letter=letter)
+            for c, letter in zip(task.completions, task.letters, strict=True)
+        ],
+        lease_expires_at=task.assignment.lease_expires_at,
+    )

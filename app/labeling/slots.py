@@ -1,0 +1,87 @@
+"""Slots: one row per required ranking of a prompt. Claiming a slot row is the lock that bounds collection.
+
+`ensure_slots` is called by the import service after prompts arrive and by `projects.service.update`
+when `annotations_per_prompt` is raised. It only ever adds rows (lowering N leaves existing slots).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.models import Completion, Project, Prompt, Slot, utcnow
+
+_BATCH = 1000
+_ID_CHUNK = 10_000  # prompt ids per IN list, well under every driver's bind-parameter limit
+
+
+def min_candidates(project: Project) -> int:
+    """The fewest completions a prompt needs to be rankable in this project."""
+    return 2 if project.allow_fewer_than_k_min else max(2, project.k_min)
+
+
+def _eligible(
+    db: Session, project: Project, prompt_ids: Sequence[int] | None
+) -> list[tuple[int, float, int]]:
+    """(prompt id, prompt priority, existing slot count) for prompts with enough candidates; gold excluded."""
+    n_completions = (
+        select(Completion.prompt_id, func.count().label("n")).group_by(Completion.prompt_id).subquery()
+    )
+    n_slots = select(Slot.prompt_id, func.count().label("n")).group_by(Slot.prompt_id).subquery()
+    stmt = (
+        select(Prompt.id, Prompt.priority, func.coalesce(n_slots.c.n, 0))
+        .join(n_completions, n_completions.c.prompt_id == Prompt.id)
+        .outerjoin(n_slots, n_slots.c.prompt_id == Prompt.id)
+        .where(Prompt.project_id == project.id, Prompt.is_gold.is_(False))
+        .where(n_completions.c.n >= min_candidates(project))
+        .where(func.coalesce(n_slots.c.n, 0) < project.annotations_per_prompt)
+    )
+    if prompt_ids is None:
+        return [(int(pid), float(priority or 0.0), int(n)) for pid, priority, n in db.execute(stmt)]
+    # One IN list per chunk: a single list of every imported id overflows the driver's bind-parameter
+    # limit (65535 on Postgres, 32766 on SQLite) on large imports, which failed them at the very end.
+    ids = list(prompt_ids)
+    eligible: list[tuple[int, float, int]] = []
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = stmt.where(Prompt.id.in_(ids[start : start + _ID_CHUNK]))
+        eligible.extend((int(pid), float(priority or 0.0), int(n)) for pid, priority, n in db.execute(chunk))
+    return eligible
+
+
+def ensure_slots(db: Session, project: Project, prompt_ids: Sequence[int] | None = None) -> int:
+    """Create the missing slots (annotations_per_prompt per rankable prompt); returns how many were created.
+
+    Idempotent and safe under concurrency: rows are keyed by (prompt_id, slot_index) and inserted with
+    ON CONFLICT DO NOTHING, so two callers racing on the same prompts create each slot exactly once.
+    Gold prompts get no slots: they are injected by the selection hook and never count towards N.
+    """
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for prompt_id, priority, _existing in _eligible(db, project, prompt_ids):
+        # Offer every index from 0: existing ones conflict and are skipped, so a gap is repaired too.
+        for index in range(project.annotations_per_prompt):
+            rows.append(
+                {
+                    "project_id": project.id,
+                    "prompt_id": prompt_id,
+                    "slot_index": index,
+                    "status": "open",
+                    "priority": priority,
+                    "created_at": now,
+                }
+            )
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    created = 0
+    for start in range(0, len(rows), _BATCH):
+        stmt = (
+            insert(Slot)
+            .values(rows[start : start + _BATCH])
+            .on_conflict_do_nothing(index_elements=["prompt_id", "slot_index"])
+            .returning(Slot.id)  # rowcount is not reliable for multi-row inserts on every driver
+        )
+        created += len(db.execute(stmt).all())
+    return created

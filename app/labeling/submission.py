@@ -1,0 +1,203 @@
+"""Submitting a ranking: server-side validation, the C(K,2) comparisons, and idempotency per assignment.
+
+The assignment is the idempotency key (rankings.assignment_id is unique). The assignment row is locked
+(SELECT ... FOR UPDATE) first, so concurrent identical submits queue; the first stores, the rest find the
+saved ranking and get its result. The same key with different content is refused (422), original kept.
+A late submit (lease expired) is accepted if the slot is still free or still this annotator's; otherwise
+409 with the submitted payload echoed back (docs/labeling.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.labeling import queries
+from app.labeling.assignment import own_assignment
+from app.labeling.errors import Conflict, Invalid, PayloadMismatch
+from app.labeling.schemas import RankingIn
+from app.models import Assignment, Project, Ranking, User, utcnow
+from app.projects.schemas import LabelingSettings
+from app.projects.service import settings_of
+
+NO_FLAGS = "__none__"  # the page's explicit "none of these apply" checkbox
+
+
+def payload_hash(data: RankingIn) -> str:
+    """A stable hash of what was said (ranks, flags, likert, texts); timings and client info excluded."""
+    canonical = {
+        "ranks": {str(k): v for k, v in sorted(data.ranks.items())},
+        "flags": {str(k): sorted(set(v) - {NO_FLAGS}) for k, v in sorted(data.flags.items())},
+        "likert": {str(k): v for k, v in sorted(data.likert.items())},
+        "rationale": data.rationale.strip(),
+        "not_rankable": data.not_rankable,
+        "demonstration": (data.demonstration or "").strip(),
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _ids(ids: set[int]) -> str:
+    return ", ".join(str(i) for i in sorted(ids))
+
+
+def validate(data: RankingIn, shown: list[int], cfg: LabelingSettings) -> dict[int, int]:
+    """Check a submission against the shown completions and the project's rules; returns the ranks to store."""
+    k, shown_set = len(shown), set(shown)
+    for field, keys in (("ranks", data.ranks), ("flags", data.flags), ("likert", data.likert)):
+        extra = set(keys) - shown_set
+        if extra:
+            raise Invalid(f"{field}: completion ids {_ids(extra)} were not shown in this task")
+    bad = {cid: r for cid, r in data.ranks.items() if not 1 <= r <= k}
+    if bad:
+        raise Invalid(f"ranks: every rank must be between 1 and {k}; got {bad}")
+    if data.not_rankable:
+        ranks = {cid: data.ranks.get(cid, 1) for cid in shown}
+    else:
+        missing = shown_set - set(data.ranks)
+        if missing:
+            raise Invalid(f"ranks: completion ids {_ids(missing)} have no rank")
+        if len(set(data.ranks.values())) < 2:
+            raise Invalid("ranks: at least two different ranks are needed (or mark the task not rankable)")
+        ranks = dict(data.ranks)
+    allowed = set(cfg.flags) | {NO_FLAGS}
+    for cid, flags in data.flags.items():
+        unknown = set(flags) - allowed
+        if unknown:
+            raise Invalid(f"flags: unknown flag(s) {sorted(unknown)} on completion {cid}")
+    if cfg.flags_required and not data.not_rankable and set(data.flags) != shown_set:
+        raise Invalid(
+            f"flags: required for every completion; missing for {_ids(shown_set - set(data.flags))}"
+        )
+    if data.likert and not cfg.likert_enabled:
+        raise Invalid("likert: ratings are not enabled in this project")
+    bad_likert = {cid: v for cid, v in data.likert.items() if not 1 <= v <= 7}
+    if bad_likert:
+        raise Invalid(f"likert: ratings must be between 1 and 7; got {bad_likert}")
+    if cfg.likert_enabled and cfg.likert_required and not data.not_rankable and set(data.likert) != shown_set:
+        raise Invalid(
+            f"likert: required for every completion; missing for {_ids(shown_set - set(data.likert))}"
+        )
+    if cfg.rationale_required and not data.rationale.strip():
+        raise Invalid("rationale: required in this project")
+    if (data.demonstration or "").strip() and not cfg.demonstrations:
+        raise Invalid("demonstration: demonstrations are not enabled in this project")
+    return ranks
+
+
+def comparison_rows(ranking: Ranking, assignment: Assignment, ranks: dict[int, int]) -> list[dict[str, Any]]:
+    """All C(K,2) pairs in shown order; equal ranks give a tie row (winner = the one shown first)."""
+    rows: list[dict[str, Any]] = []
+    for a, b in combinations(assignment.shown_completion_ids, 2):
+        ra, rb = ranks[a], ranks[b]
+        winner, loser = (b, a) if rb < ra else (a, b)
+        rows.append(
+            {
+                "project_id": ranking.project_id,
+                "prompt_id": ranking.prompt_id,
+                "ranking_id": ranking.id,
+                "winner_id": winner,
+                "loser_id": loser,
+                "winner_rank": min(ra, rb),
+                "loser_rank": max(ra, rb),
+                "rank_gap": abs(ra - rb),
+                "is_tie": ra == rb,
+                "annotator_id": ranking.annotator_id,
+                "source": "ranking",
+                "weight": 1.0,
+                "created_at": ranking.created_at,
+            }
+        )
+    return rows
+
+
+def result_of(db: Session, ranking: Ranking) -> dict[str, Any]:
+    """The response body of a stored ranking; identical for every retry."""
+    return {
+        "ranking_id": ranking.id,
+        "assignment_id": ranking.assignment_id,
+        "prompt_id": ranking.prompt_id,
+        "ranks": {str(k): v for k, v in ranking.ranks.items()},
+        "not_rankable": ranking.not_rankable,
+        "comparisons": queries.comparison_count(db, ranking.id),
+        "created_at": ranking.created_at.isoformat(),
+    }
+
+
+def _replay(db: Session, existing: Ranking, digest: str) -> dict[str, Any]:
+    if existing.payload_hash != digest:
+        raise PayloadMismatch(
+            "this task was already submitted with a different ranking; the first one is kept"
+        )
+    return result_of(db, existing)
+
+
+def submit(
+    db: Session,
+    project: Project,
+    annotator: User,
+    assignment_id: int,
+    data: RankingIn,
+    client_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Store one ranking for the annotator's assignment (or return the saved one); see the module docstring."""
+    assignment = own_assignment(db, assignment_id, annotator, for_update=True)
+    if assignment.project_id != project.id:
+        raise Invalid(f"assignment {assignment_id} belongs to another project")
+    digest = payload_hash(data)
+    existing = queries.ranking_for(db, assignment.id)
+    if existing is not None:
+        return _replay(db, existing, digest)
+    ranks = validate(data, list(assignment.shown_completion_ids), settings_of(project).labeling)
+    now = utcnow()
+    if assignment.status == "skipped":
+        raise Conflict("you skipped this task; the ranking was not stored", data.echo())
+    if assignment.status == "expired" and queries.other_live_on_prompt(db, assignment):
+        raise Conflict("the lease expired and you hold a newer task on this prompt", data.echo())
+    if assignment.slot_id is not None and not queries.take_slot(
+        db, assignment.slot_id, annotator.id, assignment.status == "active", now
+    ):
+        assignment.status = "expired"
+        db.flush()
+        raise Conflict(
+            "the lease expired and the task went to someone else; your ranking is shown below", data.echo()
+        )
+    try:
+        with db.begin_nested():
+            ranking = Ranking(
+                project_id=project.id,
+                prompt_id=assignment.prompt_id,
+                assignment_id=assignment.id,
+                annotator_id=annotator.id,
+                source="ai" if annotator.is_ai else "human",
+                ranks={str(k): v for k, v in ranks.items()},
+                shown_order=list(assignment.shown_completion_ids),
+                flags={str(k): sorted(set(v) - {NO_FLAGS}) for k, v in data.flags.items()},
+                likert={str(k): v for k, v in data.likert.items()},
+                rationale=data.rationale.strip(),
+                not_rankable=data.not_rankable,
+                demonstration=(data.demonstration or "").strip() or None,
+                wall_seconds=data.wall_seconds,
+                active_seconds=data.active_seconds,
+                client_info=client_info or {},
+                payload_hash=digest,
+                suggestion_shown=assignment.suggestion is not None,
+                created_at=now,
+            )
+            queries.add(db, ranking)
+            if not data.not_rankable:
+                queries.add_comparisons(db, comparison_rows(ranking, assignment, ranks))
+    except IntegrityError:
+        # Only reachable if the row lock was bypassed; the unique assignment_id still keeps one ranking.
+        existing = queries.ranking_for(db, assignment.id)
+        if existing is None:
+            raise
+        return _replay(db, existing, digest)
+    assignment.status = "submitted"
+    assignment.finished_at = now
+    db.flush()
+    return result_of(db, ranking)

@@ -1,0 +1,76 @@
+"""`create_app()`: the FastAPI application with its engine, templates and settings on `app.state`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from app.db import create_db_engine, make_session_factory
+from app.features import import_feature
+from app.settings import Settings, get_settings
+from app.web.errors import install_error_handlers
+from app.web.metrics import MetricsMiddleware
+from app.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from app.web.templating import create_templates
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+
+# Feature routers, in the order their routes are matched. Each module exposes `router`.
+ROUTER_MODULES = (
+    "app.health.routes",
+    "app.web.assets",
+    "app.auth.routes",
+    "app.users.routes",
+    "app.projects.routes",
+    "app.projects.api",
+    "app.imports.routes",
+    "app.exports.routes",
+    "app.labeling.routes",
+    "app.labeling.api",
+    "app.jobs.routes",
+    "app.registry.routes",
+    "app.quality.routes",
+)
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the app. Refuses to start with unsafe settings outside dev."""
+    settings = settings or get_settings()
+    settings.validate_for_serving()
+    engine = engine or create_db_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="prefloop", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.secret = settings.effective_secret()
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.templates = create_templates()
+
+    form_limit = settings.max_request_kb * 1024
+    upload_limit = settings.max_upload_bytes
+
+    def limit_for(path: str) -> int:
+        return upload_limit if path.endswith("/imports") or path.endswith("/import") else form_limit
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(MetricsMiddleware)
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module_name in ROUTER_MODULES:
+        module = import_feature(module_name)
+        if module is not None:
+            app.include_router(module.router)
+    logging.getLogger("prefloop").setLevel(settings.log_level.upper())
+    return app

@@ -1,0 +1,52 @@
+"""The model registry: every policy and reward model version, and exactly which comparisons trained it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, BigId, UTCDateTime, utcnow
+
+
+class ModelVersion(Base):
+    """A trained (or base) model of one project, with its lineage, metrics and data snapshot."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        CheckConstraint("kind IN ('policy', 'reward')", name="kind"),
+        CheckConstraint("status IN ('training', 'candidate', 'active', 'rejected')", name="status"),
+        Index("ix_model_versions_project_id_kind_status", "project_id", "kind", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    base_model: Mapped[str] = mapped_column(String(500))
+    checkpoint_path: Mapped[str | None] = mapped_column(String(1000))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="training")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    training_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data_watermark: Mapped[int | None] = mapped_column(BigId)
+    data_snapshot_hash: Mapped[str | None] = mapped_column(String(64))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ModelVersionComparison(Base):
+    """Lineage: comparison `comparison_id` was in the training data of `model_version_id`."""
+
+    __tablename__ = "model_version_comparisons"
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    comparison_id: Mapped[int] = mapped_column(
+        ForeignKey("comparisons.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

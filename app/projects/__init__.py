@@ -1,0 +1,1 @@
+"""Projects: create, configure, archive; the settings every other feature reads."""

@@ -1,0 +1,46 @@
+"""JSON API for projects: create, read, list, partial update (settings merge)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from app.auth.deps import ApiAdmin, ApiUser, DbSession
+from app.projects import service
+from app.projects.schemas import ProjectCreate, ProjectOut, ProjectUpdate
+
+router = APIRouter(prefix="/api/projects", tags=["projects"])
+
+
+@router.post("", status_code=201, response_model=ProjectOut)
+def create_project(data: ProjectCreate, db: DbSession, admin: ApiAdmin) -> ProjectOut:
+    try:
+        project = service.create(db, data, admin)
+    except service.ProjectError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return ProjectOut.model_validate(project)
+
+
+@router.get("", response_model=list[ProjectOut])
+def list_projects(db: DbSession, user: ApiUser) -> list[ProjectOut]:
+    return [ProjectOut.model_validate(p) for p in service.list_projects(db, include_archived=user.is_admin)]
+
+
+@router.get("/{project_id}", response_model=ProjectOut)
+def get_project(project_id: int, db: DbSession, user: ApiUser) -> ProjectOut:
+    try:
+        project = service.get(db, project_id, include_archived=user.is_admin)
+    except service.ProjectNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return ProjectOut.model_validate(project)
+
+
+@router.patch("/{project_id}", response_model=ProjectOut)
+def update_project(project_id: int, data: ProjectUpdate, db: DbSession, _admin: ApiAdmin) -> ProjectOut:
+    try:
+        project = service.get(db, project_id)
+        service.update(db, project, data)
+    except service.ProjectNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except service.ProjectError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    return ProjectOut.model_validate(project)

@@ -1,0 +1,100 @@
+"""Project domain logic: create, update (with settings merged and validated), archive, look up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app.models import Project, User, utcnow
+from app.projects import queries
+from app.projects.schemas import ProjectCreate, ProjectSettings, ProjectUpdate
+
+
+class ProjectError(ValueError):
+    """A project request that cannot be honoured; the message names the field."""
+
+
+class ProjectNotFound(LookupError):
+    pass
+
+
+def settings_of(project: Project) -> ProjectSettings:
+    """The typed settings of a project (defaults filled in)."""
+    return ProjectSettings.model_validate(project.settings or {})
+
+
+def create(db: Session, data: ProjectCreate, created_by: User | None) -> Project:
+    if queries.by_name(db, data.name.strip()) is not None:
+        raise ProjectError(f"a project named {data.name.strip()!r} already exists")
+    project = Project(
+        name=data.name.strip(),
+        guidelines=data.guidelines,
+        k_min=data.k_min,
+        k_max=data.k_max,
+        annotations_per_prompt=data.annotations_per_prompt,
+        lease_minutes=data.lease_minutes,
+        allow_fewer_than_k_min=data.allow_fewer_than_k_min,
+        settings=data.settings.model_dump(mode="json"),
+        created_by_id=created_by.id if created_by else None,
+    )
+    queries.add(db, project)
+    return project
+
+
+def get(db: Session, project_id: int, *, include_archived: bool = True) -> Project:
+    project = queries.get(db, project_id)
+    if project is None or (project.archived_at is not None and not include_archived):
+        raise ProjectNotFound(f"project {project_id} not found")
+    return project
+
+
+def get_by_ref(db: Session, ref: str) -> Project:
+    """A project by id or by exact name (the CLI accepts either)."""
+    project = queries.get(db, int(ref)) if ref.isdigit() else queries.by_name(db, ref)
+    if project is None:
+        raise ProjectNotFound(f"project {ref!r} not found")
+    return project
+
+
+def list_projects(db: Session, *, include_archived: bool = False) -> list[Project]:
+    return queries.list_all(db, include_archived=include_archived)
+
+
+def merge_settings(current: dict[str, Any], patch: dict[str, dict[str, object]]) -> ProjectSettings:
+    merged = ProjectSettings.model_validate(current or {}).model_dump(mode="json")
+    for section, values in patch.items():
+        if section not in merged:
+            raise ProjectError(f"settings.{section}: unknown section (known: {', '.join(merged)})")
+        merged[section].update(values)
+    try:
+        return ProjectSettings.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ProjectError(f"settings.{where}: {first['msg']}") from exc
+
+
+def update(db: Session, project: Project, data: ProjectUpdate) -> Project:
+    if data.name is not None and data.name.strip() != project.name:
+        if queries.by_name(db, data.name.strip()) is not None:
+            raise ProjectError(f"a project named {data.name.strip()!r} already exists")
+        project.name = data.name.strip()
+    slot_inputs = (project.annotations_per_prompt, project.k_min, project.allow_fewer_than_k_min)
+    for field in ("guidelines", "k_min", "k_max", "annotations_per_prompt", "lease_minutes", "allow_fewer_than_k_min"):
+        value = getattr(data, field)
+        if value is not None:
+            setattr(project, field, value)
+    if project.k_max < project.k_min:
+        raise ProjectError(f"k_max ({project.k_max}) must be at least k_min ({project.k_min})")
+    if data.settings is not None:
+        project.settings = merge_settings(project.settings, data.settings).model_dump(mode="json")
+    if data.archived is not None:
+        project.archived_at = utcnow() if data.archived else None
+    db.flush()
+    if (project.annotations_per_prompt, project.k_min, project.allow_fewer_than_k_min) != slot_inputs:
+        from app.labeling.slots import ensure_slots  # local: labeling builds on projects, not the reverse
+
+        ensure_slots(db, project)  # a higher N or a looser K minimum makes more slots due
+    return project

@@ -1,0 +1,259 @@
+"""Every SELECT/UPDATE of quality control: rankings as `RankingRecord`s, gold specs, reward-model
+versions, stored trust weights and reward-model scores (the pure measures never see a row)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from app.models import Assignment, Comparison, Completion, ModelVersion, Prompt, Ranking, User
+from app.quality.gold import GoldSpec
+from app.quality.records import Id, RankingRecord
+
+# Imported chosen/rejected pairs carry no annotator judgement we can assess: quality looks at these only.
+ASSESSED_SOURCES = ("human", "ai")
+
+
+@dataclass(frozen=True)
+class CompletionInfo:
+    """What quality control needs of a completion: its prompt, length in words and producing model."""
+
+    id: int
+    prompt_id: int
+    words: int
+    model: str | None
+
+
+def fingerprint(db: Session, project_id: int) -> tuple[Any, ...]:
+    """A cheap summary that changes whenever the report's inputs change (cache key)."""
+    rankings = db.execute(
+        select(func.count(), func.max(Ranking.id)).where(
+            Ranking.project_id == project_id, Ranking.source.in_(ASSESSED_SOURCES)
+        )
+    ).one()
+    gold = db.execute(
+        select(func.count(), func.max(Prompt.id)).where(Prompt.project_id == project_id, Prompt.is_gold.is_(True))
+    ).one()
+    versions = db.execute(
+        select(func.count(), func.max(ModelVersion.id)).where(ModelVersion.project_id == project_id)
+    ).one()
+    return (tuple(rankings), tuple(gold), tuple(versions))
+
+
+def completion_info(db: Session, prompt_ids: Iterable[int]) -> dict[int, CompletionInfo]:
+    """Completions of the given prompts with their word counts and model (policy version name, else the
+    uploaded model name)."""
+    ids = sorted(set(prompt_ids))
+    out: dict[int, CompletionInfo] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = db.execute(
+            select(Completion.id, Completion.prompt_id, Completion.text, Completion.model_name, ModelVersion.name)
+            .outerjoin(ModelVersion, ModelVersion.id == Completion.model_version_id)
+            .where(Completion.prompt_id.in_(chunk))
+        ).all()
+        for cid, pid, text, model_name, version_name in rows:
+            out[int(cid)] = CompletionInfo(int(cid), int(pid), len((text or "").split()), version_name or model_name)
+    return out
+
+
+def _seconds(active: float | None, wall: float | None) -> float | None:
+    value = active if active is not None else wall
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def load_records(db: Session, project_id: int) -> list[RankingRecord]:
+    """Every human and AI ranking of the project (not-rankable ones left out: they order nothing),
+    oldest first, with lengths, time on task, gold marks and the model behind each completion."""
+    rows = db.execute(
+        select(
+            Ranking.id, Ranking.prompt_id, Ranking.annotator_id, Ranking.source, Ranking.ranks,
+            Ranking.shown_order, Ranking.active_seconds, Ranking.wall_seconds, Ranking.created_at,
+            User.is_ai, Prompt.is_gold,
+        )
+        .join(Prompt, Prompt.id == Ranking.prompt_id)
+        .outerjoin(User, User.id == Ranking.annotator_id)
+        .where(
+            Ranking.project_id == project_id,
+            Ranking.source.in_(ASSESSED_SOURCES),
+            Ranking.not_rankable.is_(False),
+        )
+        .order_by(Ranking.id)
+    ).all()
+    info = completion_info(db, (int(r.prompt_id) for r in rows))
+    records: list[RankingRecord] = []
+    for r in rows:
+        ranks: dict[Id, int] = {int(cid): int(rank) for cid, rank in (r.ranks or {}).items()}
+        if len(ranks) < 2:
+            continue
+        shown = [int(c) for c in (r.shown_order or []) if int(c) in ranks]
+        if set(shown) != set(ranks):
+            shown = sorted(int(cast(int, c)) for c in ranks)  # an inconsistent shown order cannot support a position-bias claim
+        models: dict[Id, str] = {}
+        for c in ranks:
+            model = info[c].model if c in info else None
+            if model:
+                models[c] = model
+        records.append(
+            RankingRecord(
+                ranking_id=int(r.id),
+                prompt_id=int(r.prompt_id),
+                annotator_id=int(r.annotator_id) if r.annotator_id is not None else f"deleted-{r.id}",
+                ranks=ranks,
+                shown_order=shown,
+                lengths={c: info[c].words for c in ranks if c in info},
+                seconds=_seconds(r.active_seconds, r.wall_seconds),
+                is_ai=bool(r.is_ai) or r.source == "ai",
+                is_gold=bool(r.is_gold),
+                model_of=models or None,
+                created_at=r.created_at,
+            )
+        )
+    return records
+
+
+def gold_specs(db: Session, project_id: int) -> dict[Id, GoldSpec]:
+    """The gold specs of the project's gold prompts (constraints stored over completion ids)."""
+    rows = db.execute(
+        select(Prompt.id, Prompt.gold_spec).where(Prompt.project_id == project_id, Prompt.is_gold.is_(True))
+    ).all()
+    out: dict[Id, GoldSpec] = {}
+    for pid, spec in rows:
+        constraints = (spec or {}).get("constraints") or []
+        if constraints:
+            out[int(pid)] = GoldSpec.parse(int(pid), constraints)
+    return out
+
+
+def annotator_gold_rankings(db: Session, project_id: int, annotator_id: int) -> list[tuple[dict[Id, int], Any]]:
+    """(ranks, gold spec JSON) of every gold prompt this annotator ranked in the project."""
+    rows = db.execute(
+        select(Ranking.ranks, Prompt.gold_spec)
+        .join(Prompt, Prompt.id == Ranking.prompt_id)
+        .where(
+            Ranking.project_id == project_id,
+            Ranking.annotator_id == annotator_id,
+            Prompt.is_gold.is_(True),
+            Ranking.not_rankable.is_(False),
+        )
+    ).all()
+    out: list[tuple[dict[Id, int], Any]] = []
+    for ranks, spec in rows:
+        parsed: dict[Id, int] = {int(k): int(v) for k, v in (ranks or {}).items()}
+        out.append((parsed, spec))
+    return out
+
+
+def users(db: Session, ids: Iterable[Any]) -> dict[int, User]:
+    wanted = sorted({i for i in ids if isinstance(i, int)})
+    if not wanted:
+        return {}
+    return {u.id: u for u in db.scalars(select(User).where(User.id.in_(wanted)))}
+
+
+def reward_versions(db: Session, project_id: int) -> list[ModelVersion]:
+    """Reward-model versions of the project, oldest first."""
+    return list(
+        db.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.project_id == project_id, ModelVersion.kind == "reward")
+            .order_by(ModelVersion.id)
+        )
+    )
+
+
+def prompt(db: Session, prompt_id: int) -> Prompt | None:
+    return db.get(Prompt, prompt_id)
+
+
+def prompts(db: Session, ids: Sequence[int]) -> dict[int, Prompt]:
+    if not ids:
+        return {}
+    return {p.id: p for p in db.scalars(select(Prompt).where(Prompt.id.in_(list(ids))))}
+
+
+def completions_of(db: Session, prompt_ids: Sequence[int]) -> dict[int, list[Completion]]:
+    """Completions per prompt, by position then id."""
+    out: dict[int, list[Completion]] = {p: [] for p in prompt_ids}
+    if not prompt_ids:
+        return out
+    stmt = select(Completion).where(Completion.prompt_id.in_(list(prompt_ids))).order_by(
+        Completion.prompt_id, Completion.position, Completion.id
+    )
+    for c in db.scalars(stmt):
+        out[c.prompt_id].append(c)
+    return out
+
+
+def store_ranking_weights(db: Session, project_id: int, weights: Mapping[int, float]) -> int:
+    """Write rankings.weight and the weight of each ranking's comparisons; returns rankings updated."""
+    params = [{"rid": int(rid), "w": float(w)} for rid, w in weights.items()]
+    if not params:
+        return 0
+    # Core tables, not ORM entities: an executemany UPDATE, without the ORM's bulk-by-primary-key rules.
+    rankings, comparisons = cast(Table, Ranking.__table__), cast(Table, Comparison.__table__)
+    conn = db.connection()
+    conn.execute(
+        update(rankings).where(rankings.c.id == bindparam("rid"), rankings.c.project_id == project_id)
+        .values(weight=bindparam("w")),
+        params,
+    )
+    conn.execute(
+        update(comparisons).where(comparisons.c.ranking_id == bindparam("rid")).values(weight=bindparam("w")),
+        params,
+    )
+    db.expire_all()  # ORM objects loaded earlier must not shadow the new weights
+    return len(params)
+
+
+def stored_weights(db: Session, project_id: int) -> dict[int, float]:
+    """rankings.weight of the project's assessed rankings."""
+    rows = db.execute(
+        select(Ranking.id, Ranking.weight).where(
+            Ranking.project_id == project_id, Ranking.source.in_(ASSESSED_SOURCES)
+        )
+    ).all()
+    return {int(i): float(w) for i, w in rows}
+
+
+def gold_prompts_for(db: Session, project_id: int, annotator_id: int, min_completions: int) -> list[int]:
+    """Gold prompts of the project with enough candidates that the annotator has not been given yet."""
+    n_completions = select(Completion.prompt_id, func.count().label("n")).group_by(Completion.prompt_id).subquery()
+    seen = (
+        select(Assignment.id)
+        .where(
+            Assignment.prompt_id == Prompt.id,
+            Assignment.annotator_id == annotator_id,
+            Assignment.status.in_(("active", "submitted", "skipped")),
+        )
+        .exists()
+    )
+    stmt = (
+        select(Prompt.id)
+        .join(n_completions, n_completions.c.prompt_id == Prompt.id)
+        .where(Prompt.project_id == project_id, Prompt.is_gold.is_(True), n_completions.c.n >= min_completions, ~seen)
+        .order_by(Prompt.id)
+    )
+    return [int(p) for p in db.scalars(stmt)]
+
+
+def finished_task_count(db: Session, project_id: int, annotator_id: int) -> int:
+    """How many tasks the annotator has finished (submitted or skipped) in the project: the position of
+    their next task in the gold injection schedule."""
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(Assignment)
+            .where(
+                Assignment.project_id == project_id,
+                Assignment.annotator_id == annotator_id,
+                Assignment.status.in_(("submitted", "skipped")),
+            )
+        )
+        or 0
+    )

@@ -1,0 +1,139 @@
+"""Training data as plain dicts (no torch): ranking groups up to a comparison watermark, and prompts.
+
+A group is one ranking (ranks {completion: rank}, 1 = best, ties equal) or one imported pair (a group of
+two). Only comparisons with id <= watermark are read, so a retried job with the same watermark reads
+exactly the same data; the snapshot hash lets the job check that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from app.models import Comparison, Completion, Prompt, Ranking
+
+PromptValue = str | list[dict[str, str]]
+
+
+@dataclass
+class TrainingSnapshot:
+    """Everything a training job reads: groups (plain dicts), the comparison ids they contain, a hash."""
+
+    watermark: int
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    comparison_ids: list[int] = field(default_factory=list)
+    snapshot_hash: str = ""
+
+
+def prompt_value(prompt: Prompt) -> PromptValue:
+    """The prompt as the models take it: plain text, or chat messages (a system text becomes the first turn)."""
+    if prompt.messages:
+        messages = [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in prompt.messages]
+        if prompt.system and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": prompt.system})
+        return messages
+    text = prompt.text or ""
+    if prompt.system:
+        return [{"role": "system", "content": prompt.system}, {"role": "user", "content": text}]
+    return text
+
+
+def load_snapshot(db: Session, project_id: int, watermark: int) -> TrainingSnapshot:
+    """Ranking groups built from every non-tied comparison of the project with id <= watermark."""
+    rows = db.execute(
+        select(Comparison.id, Comparison.ranking_id, Comparison.prompt_id, Comparison.winner_id, Comparison.loser_id,
+               Comparison.weight, Comparison.annotator_id)
+        .where(Comparison.project_id == project_id, Comparison.id <= watermark, Comparison.is_tie.is_(False))
+        .order_by(Comparison.id)
+    ).all()
+    by_ranking: dict[int, list[int]] = {}
+    loose: list[Any] = []
+    for row in rows:
+        if row.ranking_id is None:
+            loose.append(row)
+        else:
+            by_ranking.setdefault(row.ranking_id, []).append(row.id)
+    rankings = {r.id: r for r in db.scalars(select(Ranking).where(Ranking.id.in_(list(by_ranking))))} if by_ranking else {}
+    completion_ids: set[int] = {c for row in loose for c in (row.winner_id, row.loser_id)}
+    for ranking in rankings.values():
+        completion_ids.update(int(c) for c in ranking.ranks)
+    texts = dict(db.execute(select(Completion.id, Completion.text).where(Completion.id.in_(completion_ids))).all()) \
+        if completion_ids else {}
+    prompt_ids = {r.prompt_id for r in rankings.values()} | {row.prompt_id for row in loose}
+    prompts = {p.id: p for p in db.scalars(select(Prompt).where(Prompt.id.in_(prompt_ids)))} if prompt_ids else {}
+
+    groups: list[dict[str, Any]] = []
+    used: list[int] = []
+    for ranking_id in sorted(by_ranking):
+        ranking = rankings[ranking_id]
+        items = sorted((int(cid), int(rank)) for cid, rank in ranking.ranks.items() if int(cid) in texts)
+        if len(items) < 2 or len({rank for _, rank in items}) < 2:
+            continue
+        groups.append({
+            "prompt": prompt_value(prompts[ranking.prompt_id]),
+            "completions": [texts[cid] for cid, _ in items],
+            "ranks": [rank for _, rank in items],
+            "weight": float(ranking.weight),
+            "annotator": str(ranking.annotator_id) if ranking.annotator_id is not None else ranking.source,
+            "prompt_id": str(ranking.prompt_id),
+            "group_id": f"ranking-{ranking_id}",
+        })
+        used.extend(by_ranking[ranking_id])
+    for row in loose:
+        groups.append({
+            "prompt": prompt_value(prompts[row.prompt_id]),
+            "completions": [texts[row.winner_id], texts[row.loser_id]],
+            "ranks": [1, 2],
+            "weight": float(row.weight),
+            "annotator": str(row.annotator_id) if row.annotator_id is not None else "imported",
+            "prompt_id": str(row.prompt_id),
+            "group_id": f"comparison-{row.id}",
+        })
+        used.append(row.id)
+    used.sort()
+    digest = hashlib.sha256(json.dumps({"ids": used, "groups": [(g["group_id"], g["ranks"], g["weight"])
+                                                                 for g in groups]}).encode()).hexdigest()
+    return TrainingSnapshot(watermark=watermark, groups=groups, comparison_ids=used, snapshot_hash=digest)
+
+
+def project_prompts(db: Session, project_id: int) -> list[tuple[int, PromptValue]]:
+    """Every non-gold prompt of the project as (id, prompt value), oldest first."""
+    stmt = select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False)).order_by(Prompt.id)
+    return [(p.id, prompt_value(p)) for p in db.scalars(stmt)]
+
+
+def prompts_without_completions(db: Session, project_id: int, limit: int | None = None,
+                                prompt_ids: list[int] | None = None) -> list[tuple[int, PromptValue]]:
+    """Prompts that need candidates (no completion yet), highest priority then oldest first."""
+    has_completion = exists().where(Completion.prompt_id == Prompt.id)
+    stmt = select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False), ~has_completion)
+    if prompt_ids is not None:
+        stmt = stmt.where(Prompt.id.in_(prompt_ids))
+    stmt = stmt.order_by(Prompt.priority.desc(), Prompt.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [(p.id, prompt_value(p)) for p in db.scalars(stmt)]
+
+
+def count_prompts_without_completions(db: Session, project_id: int) -> int:
+    has_completion = exists().where(Completion.prompt_id == Prompt.id)
+    stmt = select(func.count()).select_from(Prompt).where(
+        Prompt.project_id == project_id, Prompt.is_gold.is_(False), ~has_completion
+    )
+    return int(db.scalar(stmt) or 0)
+
+
+def heldout_prompt_ids(prompt_ids: list[int], fraction: float = 0.1, minimum: int = 1) -> set[int]:
+    """A stable held-out subset of prompts (by a hash of the id, so it never changes as prompts are added)."""
+    def bucket(pid: int) -> float:
+        return int(hashlib.sha256(f"heldout-{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    chosen = {pid for pid in prompt_ids if bucket(pid) < fraction}
+    if len(chosen) < minimum and len(prompt_ids) > minimum:
+        chosen |= set(sorted(prompt_ids, key=bucket)[:minimum])
+    return chosen

@@ -1,0 +1,165 @@
+"""Model pages and JSON: versions with metrics and lineage, promote and roll back by hand."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
+from app.models import ModelVersion, Project
+from app.projects import service as projects
+from app.registry import queries
+from app.registry import service as registry
+from app.registry.schemas import PromoteIn, RollbackIn, VersionDetailOut, VersionOut
+from app.web.templating import render
+
+router = APIRouter(tags=["models"])
+_PLOT_W, _PLOT_H = 480, 120
+
+
+def _project(db: DbSession, project_id: int) -> Project:
+    try:
+        return projects.get(db, project_id)
+    except projects.ProjectNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+def _version(db: DbSession, project: Project, version_id: int) -> ModelVersion:
+    try:
+        return registry.get(db, version_id, project.id)
+    except registry.VersionNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+def _plot(series: list[float]) -> str:
+    """SVG polyline points for a metric history (drawn with SVG attributes: no inline style under the CSP)."""
+    values = [v for v in series if isinstance(v, int | float)]
+    if len(values) < 2:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    step = _PLOT_W / (len(values) - 1)
+    return " ".join(f"{i * step:.1f},{_PLOT_H - (v - lo) / span * _PLOT_H:.1f}" for i, v in enumerate(values))
+
+
+def _plots(version: ModelVersion) -> list[dict[str, Any]]:
+    history = version.metrics.get("history") or []
+    curves: dict[str, list[float]] = {}
+    if version.kind == "reward" and version.metrics.get("loss_curve"):
+        curves["loss"] = list(version.metrics["loss_curve"])
+    for key in ("reward_mean", "reward", "kl", "loss", "dpo_loss"):
+        series = [h[key] for h in history if isinstance(h, dict) and key in h]
+        if series and key not in curves:
+            curves[key] = series
+    return [{"name": k, "points": _plot(v), "min": min(v), "max": max(v), "last": v[-1]}
+            for k, v in curves.items() if _plot(v)]
+
+
+@router.get("/projects/{project_id}/models", response_class=HTMLResponse)
+def models_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
+                error: str | None = None) -> Response:
+    project = _project(db, project_id)
+    versions = registry.list_versions(db, project.id)
+    counts = queries.lineage_counts(db, [v.id for v in versions])
+    return render_models(request, project, versions, counts, error)
+
+
+def render_models(request: Request, project: Project, versions: list[ModelVersion], counts: dict[int, int],
+                  error: str | None) -> Response:
+    return render(request, "registry/list.html", {
+        "project": project, "counts": counts, "error": error,
+        "policies": [v for v in versions if v.kind == "policy"],
+        "rewards": [v for v in versions if v.kind == "reward"],
+        "settings": projects.settings_of(project),
+    })
+
+
+@router.get("/projects/{project_id}/models/{version_id}", response_class=HTMLResponse)
+def version_page(request: Request, project_id: int, version_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+    project = _project(db, project_id)
+    version = _version(db, project, version_id)
+    lineage = registry.lineage(db, version.id)
+    parent = queries.get(db, version.parent_id) if version.parent_id else None
+    return render(request, "registry/detail.html", {
+        "project": project, "version": version, "parent": parent, "lineage": lineage[:500],
+        "lineage_total": len(lineage), "plots": _plots(version), "plot_w": _PLOT_W, "plot_h": _PLOT_H,
+    })
+
+
+@router.post("/projects/{project_id}/models/{version_id}/promote")
+def promote_form(project_id: int, version_id: int, db: DbSession, admin: CurrentAdmin) -> Response:
+    project = _project(db, project_id)
+    try:
+        registry.promote(db, _version(db, project, version_id), "promoted by hand", by=admin.email)
+    except registry.RegistryError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return RedirectResponse(f"/projects/{project.id}/models", status_code=303)
+
+
+@router.post("/projects/{project_id}/models/rollback")
+def rollback_form(project_id: int, db: DbSession, admin: CurrentAdmin,
+                  kind: Annotated[str, Form(pattern="^(policy|reward)$")]) -> Response:
+    project = _project(db, project_id)
+    try:
+        registry.rollback(db, project.id, kind, by=admin.email)
+    except registry.RegistryError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return RedirectResponse(f"/projects/{project.id}/models", status_code=303)
+
+
+# --- JSON -------------------------------------------------------------------------------------------------
+
+
+def _out(version: ModelVersion, count: int) -> VersionOut:
+    out = VersionOut.model_validate(version)
+    out.comparisons = count
+    return out
+
+
+@router.get("/api/projects/{project_id}/models", response_model=list[VersionOut])
+def api_models(project_id: int, db: DbSession, _admin: ApiAdmin, kind: str | None = None) -> list[VersionOut]:
+    if kind is not None and kind not in registry.KINDS:
+        raise HTTPException(status_code=400, detail="kind must be policy or reward")
+    versions = registry.list_versions(db, _project(db, project_id).id, kind)
+    counts = queries.lineage_counts(db, [v.id for v in versions])
+    return [_out(v, counts.get(v.id, 0)) for v in versions]
+
+
+@router.get("/api/projects/{project_id}/models/{version_id}", response_model=VersionDetailOut)
+def api_model(project_id: int, version_id: int, db: DbSession, _admin: ApiAdmin) -> VersionDetailOut:
+    version = _version(db, _project(db, project_id), version_id)
+    ids = registry.lineage(db, version.id)
+    out = VersionDetailOut.model_validate(version)
+    out.comparisons, out.comparison_ids = len(ids), ids
+    return out
+
+
+@router.get("/api/projects/{project_id}/comparisons/{comparison_id}/models", response_model=list[VersionOut])
+def api_trained_by(project_id: int, comparison_id: int, db: DbSession, _admin: ApiAdmin) -> list[VersionOut]:
+    """Which checkpoints this comparison trained."""
+    project = _project(db, project_id)
+    versions = [v for v in registry.trained_by(db, comparison_id) if v.project_id == project.id]
+    counts = queries.lineage_counts(db, [v.id for v in versions])
+    return [_out(v, counts.get(v.id, 0)) for v in versions]
+
+
+@router.post("/api/projects/{project_id}/models/{version_id}/promote", response_model=VersionOut)
+def api_promote(project_id: int, version_id: int, body: PromoteIn, db: DbSession, admin: ApiAdmin) -> VersionOut:
+    version = _version(db, _project(db, project_id), version_id)
+    try:
+        registry.promote(db, version, body.reason, by=admin.email)
+    except registry.RegistryError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return _out(version, len(registry.lineage(db, version.id)))
+
+
+@router.post("/api/projects/{project_id}/models/rollback", response_model=VersionOut)
+def api_rollback(project_id: int, body: RollbackIn, db: DbSession, admin: ApiAdmin) -> VersionOut:
+    project = _project(db, project_id)
+    try:
+        target = registry.rollback(db, project.id, body.kind, by=admin.email)
+    except registry.RegistryError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return _out(target, len(registry.lineage(db, target.id)))

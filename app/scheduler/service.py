@@ -1,0 +1,104 @@
+"""When to enqueue loop work: retrain after enough new comparisons, chain RM → policy → next sampling round.
+
+`tick` runs inside the worker loop (one cheap count per scheduled project), so no extra process is needed.
+Each chained job records the job that triggered it as its parent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.jobs import queries as job_queries
+from app.jobs import queue
+from app.models import Job, Project
+from app.projects import service as projects
+from app.quality.scoring import enqueue_after_promotion
+from app.registry import datasets
+from app.registry import queries as registry_queries
+
+LOOP_KINDS = ("train_reward_model", "train_policy", "sample_completions")
+
+
+class SchedulerError(ValueError):
+    """The loop cannot be started now; the message says why."""
+
+
+@dataclass(frozen=True)
+class LoopStatus:
+    """What the scheduler sees for one project (shown on the jobs page)."""
+
+    enabled: bool
+    retrain_every: int
+    prompts_per_round: int
+    new_comparisons: int
+    prompts_without_completions: int
+    active_jobs: list[Job]
+
+
+def status(db: Session, project: Project) -> LoopStatus:
+    schedule = projects.settings_of(project).schedule
+    watermark = registry_queries.latest_trained_watermark(db, project.id)
+    return LoopStatus(
+        enabled=schedule.enabled,
+        retrain_every=schedule.retrain_every,
+        prompts_per_round=schedule.prompts_per_round,
+        new_comparisons=registry_queries.count_comparisons_after(db, project.id, watermark),
+        prompts_without_completions=datasets.count_prompts_without_completions(db, project.id),
+        active_jobs=job_queries.active_jobs_of(db, project.id),
+    )
+
+
+def _loop_busy(db: Session, project_id: int) -> bool:
+    return any(j.kind in LOOP_KINDS for j in job_queries.active_jobs_of(db, project_id))
+
+
+def run_loop_now(db: Session, project: Project, requested_by: str = "") -> Job:
+    """Admin request: retrain on the new comparisons (then policy, then sample), or sample the first round."""
+    active = [j for j in job_queries.active_jobs_of(db, project.id) if j.kind in LOOP_KINDS]
+    if active:
+        return active[0]
+    loop = status(db, project)
+    if loop.new_comparisons > 0:
+        job, _ = queue.enqueue(db, "train_reward_model", project.id, {"chain": True, "requested_by": requested_by})
+        return job
+    if loop.prompts_without_completions > 0:
+        job, _ = queue.enqueue(db, "sample_completions", project.id, {"limit": loop.prompts_per_round})
+        return job
+    raise SchedulerError("nothing to do: no new comparisons since the last reward model and no prompts "
+                         "without completions")
+
+
+def tick(db: Session) -> list[Job]:
+    """Enqueue reward-model training for every scheduled project with enough new comparisons."""
+    created: list[Job] = []
+    for project in projects.list_projects(db):
+        schedule = projects.settings_of(project).schedule
+        if not schedule.enabled or _loop_busy(db, project.id):
+            continue
+        watermark = registry_queries.latest_trained_watermark(db, project.id)
+        if registry_queries.count_comparisons_after(db, project.id, watermark) < schedule.retrain_every:
+            continue
+        job, was_created = queue.enqueue(db, "train_reward_model", project.id, {"chain": True,
+                                                                                 "requested_by": "scheduler"})
+        if was_created:
+            created.append(job)
+    return created
+
+
+def after_success(db: Session, job: Job) -> Job | None:
+    """Continue a chained loop: RM → policy → sampling of the next round's prompts."""
+    # A promoted reward model rescores pending prompts (active selection / RM suggestions), chained or not.
+    enqueue_after_promotion(db, job)
+    if not job.payload.get("chain") or job.project_id is None:
+        return None
+    if job.kind == "train_reward_model":
+        nxt, _ = queue.enqueue(db, "train_policy", job.project_id, {"chain": True}, parent_id=job.id)
+        return nxt
+    if job.kind == "train_policy":
+        project = projects.get(db, job.project_id)
+        limit = projects.settings_of(project).schedule.prompts_per_round
+        nxt, _ = queue.enqueue(db, "sample_completions", job.project_id, {"limit": limit}, parent_id=job.id)
+        return nxt
+    return None

@@ -1,0 +1,1 @@
+"""Admin management of users: list, create annotators/admins, deactivate, revoke sessions."""

@@ -1,0 +1,1 @@
+"""Web plumbing shared by every feature: templating, CSRF, security headers, request limits, error pages."""

@@ -1,0 +1,91 @@
+"""Upload page (CSRF), API upload (Bearer), size cap, admin-only access."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import ImportRecord, Prompt
+from tests.factories import api_token, login, make_project, make_user
+
+GOOD = b"".join(
+    json.dumps({"prompt": f"Question {i}?", "completions": ["a", "b", "c", "d"]}).encode() + b"\n" for i in range(3)
+)
+
+
+def test_upload_page_with_csrf(client: TestClient, db: Session) -> None:
+    admin = make_user(db, "admin")
+    project = make_project(db)
+    db.commit()
+    token = login(client, admin.email)
+    page = client.get(f"/projects/{project.id}/import")
+    assert page.status_code == 200 and 'name="file"' in page.text
+    files = {"file": ("../../x<b>.html", GOOD, "application/octet-stream")}
+    refused = client.post(f"/projects/{project.id}/import", files=files, data={"csrf_token": "wrong"})
+    assert refused.status_code == 403
+    done = client.post(f"/projects/{project.id}/import", files=files, data={"csrf_token": token})
+    assert done.status_code == 200, done.text
+    assert "<strong>3</strong> prompt(s) added" in done.text
+    assert "x_b_.html" in done.text and "<b>" not in done.text
+    bad = client.post(
+        f"/projects/{project.id}/import",
+        files={"file": ("bad.jsonl", b'{"prompt": 1}\n{oops\n', "application/json")},
+        data={"csrf_token": token},
+    )
+    assert bad.status_code == 400 and "Nothing imported" in bad.text and "malformed JSON" in bad.text
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(Prompt)) == 3
+    assert db.scalar(select(func.count()).where(ImportRecord.status == "failed")) == 1
+
+
+def test_api_upload_with_token_long_format(client: TestClient, db: Session) -> None:
+    admin = make_user(db, "admin")
+    project = make_project(db, k_min=2, k_max=3)
+    headers = api_token(db, admin)
+    db.commit()
+    csv_data = b"ctx,sample,model\nP1,a,m1\nP1,b,m2\nP2,c,m1\nP2,d,m2\n"
+    response = client.post(
+        f"/api/projects/{project.id}/imports",
+        headers=headers,
+        files={"file": ("long.csv", csv_data, "text/csv")},
+        data={"prompt_column": "ctx", "completion_column": "sample", "model_column": "model"},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["counts"]["prompts_added"] == 2 and body["counts"]["completions_added"] == 4
+    bad = client.post(
+        f"/api/projects/{project.id}/imports", headers=headers,
+        files={"file": ("x.jsonl", b'{"prompt": ""}\n', "application/json")},
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["line"] == 1
+    assert client.post("/api/projects/999999/imports", headers=headers,
+                       files={"file": ("x.jsonl", GOOD, "application/json")}).status_code == 404
+
+
+def test_upload_over_the_cap_is_413(client: TestClient, db: Session) -> None:
+    admin = make_user(db, "admin")
+    project = make_project(db)
+    headers = api_token(db, admin)
+    db.commit()
+    huge = b"x" * (6 * 1024 * 1024)  # the test settings cap uploads at 5 MB
+    response = client.post(f"/api/projects/{project.id}/imports", headers=headers,
+                           files={"file": ("big.jsonl", huge, "application/json")})
+    assert response.status_code == 413
+    assert db.scalar(select(func.count()).select_from(ImportRecord)) == 0
+
+
+def test_annotators_cannot_import_or_export(client: TestClient, db: Session) -> None:
+    annotator = make_user(db, "annotator")
+    project = make_project(db)
+    headers = api_token(db, annotator)
+    db.commit()
+    files = {"file": ("x.jsonl", GOOD, "application/json")}
+    assert client.post(f"/api/projects/{project.id}/imports", headers=headers, files=files).status_code == 403
+    assert client.get(f"/api/projects/{project.id}/export", headers=headers).status_code == 403
+    login(client, annotator.email)
+    assert client.get(f"/projects/{project.id}/import").status_code == 403
+    assert client.get(f"/projects/{project.id}/export").status_code == 403
+    assert db.scalar(select(func.count()).select_from(Prompt)) == 0

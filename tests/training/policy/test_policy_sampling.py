@@ -1,0 +1,115 @@
+"""The shared sampling path: one prefill per prompt group, left padding, EOS stopping, text output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from worker.training.sampling import (
+    format_prompt,
+    left_pad,
+    load_policy,
+    rollout,
+    sample_completions,
+)
+
+
+def _count_forwards(model: torch.nn.Module) -> list[tuple[int, int]]:
+    calls: list[tuple[int, int]] = []
+
+    def hook(_mod: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        calls.append(tuple(ids.shape))
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    return calls
+
+
+def test_prompt_prefilled_once_per_group(tiny_models: dict[str, Path]) -> None:
+    model, tok = load_policy(tiny_models["policy"], device="cpu")
+    calls = _count_forwards(model)
+    n_tok_calls = 0
+    original = type(tok).__call__
+
+    class Counting(type(tok)):  # type: ignore[misc]
+        def __call__(self, *a, **kw):  # type: ignore[no-untyped-def]
+            nonlocal n_tok_calls
+            n_tok_calls += 1
+            return original(self, *a, **kw)
+
+    tok.__class__ = Counting
+    prompts = ["write about cats", "a much longer prompt about the river and the old trees"]
+    out = rollout(model, tok, prompts, k=4, max_new_tokens=5, seed=0, batch_size=8)
+    prefills = [c for c in calls if c[1] > 1]
+    decodes = [c for c in calls if c[1] == 1]
+    assert len(prefills) == 1 and prefills[0][0] == 2  # 2 prompts, not 8 rows
+    assert all(c[0] == 8 for c in decodes)
+    assert n_tok_calls == 1
+    assert out.response_ids.shape[0] == 8
+    # Left padding: the short prompt is padded on the left and its last position is real.
+    assert out.prompt_mask[0, 0] == 0 and out.prompt_mask[0, -1] == 1
+    assert out.prompt_mask[4:].all()
+    assert torch.equal(out.prompt_index, torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]))
+
+
+def test_left_padding_gives_same_tokens_as_unpadded(tiny_models: dict[str, Path]) -> None:
+    model, tok = load_policy(tiny_models["policy"], device="cpu")
+    short = "write about cats"
+    long = "a much longer prompt about the river and the old trees and more words"
+    alone = rollout(model, tok, [short], k=1, temperature=0.0, max_new_tokens=6)
+    batched = rollout(model, tok, [long, short], k=1, temperature=0.0, max_new_tokens=6)
+    n = int(alone.response_mask[0].sum())
+    assert torch.equal(alone.response_ids[0, :n], batched.response_ids[1, :n])
+    assert torch.allclose(alone.logprobs[0, :n], batched.logprobs[1, :n], atol=1e-4)
+
+
+def test_stops_on_eos(tiny_models: dict[str, Path]) -> None:
+    model, tok = load_policy(tiny_models["policy"], device="cpu")
+    calls = _count_forwards(model)
+    # Make EOS overwhelmingly likely: every sample must end after one token and decoding must stop.
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[tok.eos_token_id] = 100.0
+    model.lm_head = head
+    out = rollout(model, tok, ["hello", "write about the sun"], k=3, max_new_tokens=10, seed=1)
+    assert out.has_eos.all()
+    assert out.response_mask.sum(1).tolist() == [1] * 6
+    assert len(calls) == 1  # the prefill only: no decode step after everyone hit EOS
+    texts = sample_completions(model, tok, ["hello"], k=2, max_new_tokens=10)
+    assert texts == [["", ""]]
+
+
+def test_sample_completions_shape_and_seed(tiny_models: dict[str, Path]) -> None:
+    model, tok = load_policy(tiny_models["policy"], device="cpu")
+    prompts = [
+        "write about cats",
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+    ]
+    a = sample_completions(model, tok, prompts, k=3, max_new_tokens=8, seed=7, batch_size=1)
+    b = sample_completions(model, tok, prompts, k=3, max_new_tokens=8, seed=7, batch_size=1)
+    assert a == b and len(a) == 2 and all(len(x) == 3 for x in a)
+    assert all(isinstance(s, str) for group in a for s in group)
+
+
+def test_chat_template_fallbacks(tiny_models: dict[str, Path]) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_models["policy"])
+    msgs = [{"role": "system", "content": "SYS"}, {"role": "user", "content": "hello"}]
+    assert format_prompt(tok, "hello").endswith("<|assistant|>\n")
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
+        "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
+    assert format_prompt(tok, msgs) == "[user] SYS\n\nhello\n[assistant] "
+    tok.chat_template = None
+    assert format_prompt(tok, "plain text") == "plain text"
+    assert format_prompt(tok, msgs) == "system: SYS\nuser: hello\nassistant: "
+
+
+def test_left_pad() -> None:
+    ids, mask = left_pad([[1, 2, 3], [4]], pad_id=0)
+    assert ids.tolist() == [[1, 2, 3], [0, 0, 4]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]

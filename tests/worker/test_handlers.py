@@ -1,0 +1,81 @@
+"""Handlers in process on both dialects: DPO policy training with lineage, cancelling a running training job,
+and a sampling job for a project with no policy failing with a clear, non-retried error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.db import make_session_factory, unit_of_work
+from app.jobs import queue
+from app.models import Job, ModelVersion
+from app.registry import service as registry
+from app.settings import Settings
+from tests.factories import make_project, make_prompt
+from tests.worker.loop_helpers import add_ranked_prompts, tiny_loop_project
+from worker.loop import WorkerConfig, run_worker
+
+
+def _config(**extra: object) -> WorkerConfig:
+    return WorkerConfig(worker_id="t", once=True, heartbeat_seconds=0.1, stale_seconds=30, run_scheduler=False,
+                        **extra)  # type: ignore[arg-type]
+
+
+def test_dpo_policy_records_lineage(db: Session, clean_engine: Engine, settings: Settings,
+                                    tiny_models: dict[str, Path]) -> None:
+    project = tiny_loop_project(db, tiny_models, algorithm="dpo", policy_steps=2)
+    comparison_ids = add_ranked_prompts(db, project, 4)
+    job, _ = queue.enqueue(db, "train_policy", project.id)
+    db.commit()
+    assert run_worker(settings, _config(), engine=clean_engine) == 1
+    db.expire_all()
+    done = db.get(Job, job.id)
+    assert done is not None and done.status == "succeeded", done and done.error
+    assert done.payload["watermark"] == comparison_ids[-1] and done.result["algorithm"] == "dpo"  # type: ignore[index]
+    version = db.scalars(select(ModelVersion).where(ModelVersion.job_id == job.id)).one()
+    assert version.kind == "policy" and version.name == "policy-v1" and version.status in ("active", "rejected")
+    assert registry.lineage(db, version.id) == comparison_ids
+    assert version.metrics["history"] and "kl" in version.metrics
+
+
+def test_cancel_running_training(db: Session, clean_engine: Engine, settings: Settings,
+                                 tiny_models: dict[str, Path]) -> None:
+    project = tiny_loop_project(db, tiny_models, rm_batch_prompts=1, rm_epochs=40)
+    add_ranked_prompts(db, project, 8)
+    job, _ = queue.enqueue(db, "train_reward_model", project.id)
+    db.commit()
+    outcome: list[int] = []
+    thread = threading.Thread(target=lambda: outcome.append(run_worker(settings, _config(), engine=clean_engine)))
+    thread.start()
+    factory = make_session_factory(clean_engine)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with unit_of_work(factory) as s:
+            if s.get(Job, job.id).progress > 0.05:  # type: ignore[union-attr]
+                queue.cancel(s, job.id, by="admin")
+                break
+        time.sleep(0.05)  # polling with a deadline
+    thread.join(timeout=120)
+    assert outcome == [1]
+    db.expire_all()
+    done = db.get(Job, job.id)
+    assert done is not None and done.status == "cancelled" and done.progress < 1.0
+    version = db.scalars(select(ModelVersion).where(ModelVersion.job_id == job.id)).one()
+    assert version.status == "rejected" and "cancelled" in version.status_reason
+    assert registry.active_version(db, project.id, "reward").name == "reward-v0"  # type: ignore[union-attr]
+
+
+def test_missing_policy_fails_without_retry(db: Session, clean_engine: Engine, settings: Settings) -> None:
+    project = make_project(db)
+    make_prompt(db, project, 0)
+    job, _ = queue.enqueue(db, "sample_completions", project.id, max_attempts=3)
+    db.commit()
+    assert run_worker(settings, _config(), engine=clean_engine) == 1
+    db.expire_all()
+    done = db.get(Job, job.id)
+    assert done is not None and done.status == "failed" and done.attempts == 1
+    assert "no policy model" in (done.error or "") and f"projects configure {project.id}" in (done.error or "")

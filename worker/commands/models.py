@@ -1,0 +1,73 @@
+"""`prefloop models …`: create local models (the tiny CPU models used by CI, the demo and benchmarks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+cli = typer.Typer(help="Create local models (no downloads).", no_args_is_help=True)
+
+
+@cli.callback()
+def _group() -> None:
+    """Create local models (no downloads)."""
+
+
+def _texts_from_value(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):  # chat messages
+        return [str(m.get("content", "")) for m in value if isinstance(m, dict)]
+    return []
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts for tokenizer training: the prompts (and completions) of a JSONL file, else one text per line."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}") from exc
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
+    if path.suffix.lower() == ".jsonl":
+        texts: list[str] = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise typer.BadParameter(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise typer.BadParameter(f"{path}:{number}: expected a JSON object")
+            for key in ("prompt", "messages", "chosen", "rejected"):
+                texts.extend(_texts_from_value(record.get(key)))
+            for key in ("completions", "completion"):
+                value = record.get(key)
+                if isinstance(value, list):
+                    texts.extend(v for v in value if isinstance(v, str))
+        return [t for t in texts if t]
+    return lines
+
+
+@cli.command("init-tiny")
+def init_tiny_command(
+    directory: Annotated[Path, typer.Argument(help="Output directory; policy/ and reward/ are created inside.")],
+    texts_file: Annotated[
+        Path | None,
+        typer.Option("--texts-file", help="Tokenizer training texts: one per line, or the prompts of a .jsonl."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for the weights.")] = 0,
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.")] = 512,
+) -> None:
+    """Create a tiny random policy and reward model with a locally trained tokenizer; prints their paths."""
+    from transformers.utils import logging as hf_logging
+
+    from worker.training.tiny import default_texts, init_tiny
+
+    hf_logging.disable_progress_bar()
+    texts = read_texts(texts_file) if texts_file is not None else default_texts()
+    if not texts:
+        raise typer.BadParameter(f"{texts_file} contains no texts")
+    paths = init_tiny(directory, texts, seed=seed, vocab_size=vocab_size)
+    typer.echo(json.dumps({name: str(p) for name, p in paths.items()}))

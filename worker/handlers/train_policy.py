@@ -1,0 +1,116 @@
+"""`train_policy`: improve the active policy against the active reward model (PPO, RLOO) or on the rankings
+directly (DPO), evaluate on held-out prompts before and after, and decide promotion.
+
+The run starts from the active policy; KL is measured against that starting policy. Metrics keep the
+per-step history for the plots on the models page. Like reward training, the version row and output
+directory belong to the job, so a retry resumes from the saved training state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.db import unit_of_work
+from app.jobs import queue
+from app.jobs.schemas import TrainPolicyPayload
+from app.projects.service import settings_of
+from app.registry import datasets
+from app.registry import queries as registry_queries
+from app.registry import service as registry
+from worker.context import JobContext, JobFailure, JobStopped
+from worker.handlers.common import (
+    ensure_writable_dir,
+    load_project,
+    ranking_groups,
+    resume_step,
+    scaled_progress,
+    verified,
+)
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """Train, evaluate, record and decide; returns the version with reward before/after and KL."""
+    from worker.training.checkpoint import CheckpointError
+    from worker.training.policy import PolicyTrainConfig, train_policy
+
+    payload = TrainPolicyPayload.model_validate(ctx.payload)
+    with unit_of_work(ctx.session_factory) as db:
+        project = load_project(db, ctx)
+        settings = settings_of(project)
+        training, sampling = settings.training, settings.sampling
+        policy = registry.ensure_base_version(db, project, "policy")
+        reward = registry.ensure_base_version(db, project, "reward")
+        if policy is None or not policy.checkpoint_path:
+            raise JobFailure("the project has no policy model: set training.policy_model "
+                             f"(prefloop projects configure {project.id} --policy-model PATH)", retryable=False)
+        if reward is None or not reward.checkpoint_path:
+            raise JobFailure("the project has no active reward model: set training.reward_model "
+                             f"(prefloop projects configure {project.id} --reward-model PATH)", retryable=False)
+        prompts = datasets.project_prompts(db, project.id)
+        if not prompts:
+            raise JobFailure("the project has no prompts to train the policy on", retryable=False)
+        held_ids = datasets.heldout_prompt_ids([pid for pid, _ in prompts], minimum=min(8, len(prompts) // 4))
+        train_prompts = [p for pid, p in prompts if pid not in held_ids] or [p for _, p in prompts]
+        heldout_prompts = [p for pid, p in prompts if pid in held_ids] or train_prompts
+        algorithm = training.algorithm
+        watermark = payload.watermark
+        groups: list[dict[str, Any]] = []
+        comparison_ids: list[int] = []
+        if algorithm == "dpo":
+            if watermark is None:
+                watermark = registry_queries.max_comparison_id(db, project.id)
+                queue.set_payload(db, ctx.job_id, ctx.worker_id, {"watermark": watermark})
+            snapshot = datasets.load_snapshot(db, project.id, watermark)
+            groups, comparison_ids = snapshot.groups, snapshot.comparison_ids
+            if not groups:
+                raise JobFailure(f"DPO needs rankings; none up to comparison id {watermark}", retryable=False)
+        config = PolicyTrainConfig(
+            algorithm=algorithm, seed=sampling.seed, steps=training.policy_steps, learning_rate=training.policy_lr,
+            kl_coef=training.kl_beta, dpo_beta=training.dpo_beta,
+            temperature=sampling.temperature if sampling.temperature > 0 else 1.0, top_p=sampling.top_p,
+            max_new_tokens=sampling.max_new_tokens,
+            rollout_batch_size=min(training.policy_batch_prompts, len(train_prompts)),
+            batch_size=min(training.policy_batch_prompts, max(1, len(groups))),
+            num_samples=training.rloo_k if algorithm == "rloo" else None,
+            save_every=max(1, training.policy_steps // 4),
+        )
+        version = registry.start_version(
+            db, project, "policy", job_id=ctx.job_id, parent=policy, base_model=policy.checkpoint_path,
+            training_config={**config.to_dict(), "reward_version_id": reward.id, "reward_version": reward.name},
+            data_watermark=watermark if algorithm == "dpo" else reward.data_watermark,
+        )
+        out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, "policy", version.id)
+        version_id, version_name = version.id, version.name
+        policy_path, reward_path, reward_name = policy.checkpoint_path, reward.checkpoint_path, reward.name
+        kl_budget = training.kl_budget
+    ensure_writable_dir(out_dir)
+    resumed_from = resume_step(out_dir / "train_state")
+
+    ctx.progress(0.01, f"{algorithm}: training {version_name} from the active policy against {reward_name}")
+    try:
+        result = train_policy(
+            config, policy_path=verified(policy_path), output_dir=out_dir, prompts=train_prompts,
+            reward_model_path=verified(reward_path), groups=ranking_groups(groups) if groups else None,
+            heldout_prompts=heldout_prompts, progress=scaled_progress(ctx, 0.02, 0.95), should_stop=ctx.should_stop,
+        )
+    except CheckpointError as exc:
+        raise JobFailure(f"checkpoint error: {exc}", retryable=False) from exc
+    if result.stopped:
+        raise JobStopped()
+    assert result.checkpoint is not None
+    before, after = result.metrics.get("before") or {}, result.metrics.get("after") or {}
+    reward_before, reward_after, kl = before.get("reward_mean"), after.get("reward_mean"), after.get("kl")
+    decision = registry.policy_decision(reward_before, reward_after, kl, kl_budget)
+    metrics = {**result.metrics, "reward_before": reward_before, "reward_after": reward_after, "kl": kl,
+               "history": result.history, "algorithm": algorithm, "reward_version": reward_name,
+               "train_prompts": len(train_prompts), "heldout_prompts": len(heldout_prompts),
+               "resumed_from_step": resumed_from}
+    with unit_of_work(ctx.session_factory) as db:
+        version = registry.get(db, version_id)
+        registry.record_training(db, version, checkpoint_path=str(result.checkpoint), metrics=metrics,
+                                 comparison_ids=comparison_ids)
+        registry.apply_decision(db, version, decision)
+        status = version.status
+    return {"version_id": version_id, "version": version_name, "status": status, "reason": decision.reason,
+            "reward_before": reward_before, "reward_after": reward_after, "kl": kl, "algorithm": algorithm,
+            "resumed_from_step": resumed_from}

@@ -1,0 +1,123 @@
+"""`train_reward_model`: train a new reward model on every comparison up to the job's watermark.
+
+The watermark (max comparison id at the first attempt) is stored in the payload, and the version row and
+its output directory are created once per job, so a retry after a crash reads exactly the same groups
+(checked by the snapshot hash) and resumes from the saved training state. Training starts from the
+project's base reward model on all the data; the active model is measured on the same held-out groups
+and the promotion rule in app.registry.service decides.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from typing import Any
+
+from app.db import unit_of_work
+from app.jobs import queue
+from app.jobs.schemas import TrainRewardModelPayload
+from app.projects.service import settings_of
+from app.quality.weights import recompute_trust_weights
+from app.registry import datasets
+from app.registry import queries as registry_queries
+from app.registry import service as registry
+from worker.context import JobContext, JobFailure, JobStopped
+from worker.handlers.common import (
+    ensure_writable_dir,
+    is_prefloop_checkpoint,
+    load_project,
+    ranking_groups,
+    resume_step,
+    scaled_progress,
+    verified,
+)
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """Train, measure, record lineage and decide promotion; returns the version and its held-out accuracy."""
+    from worker.training.checkpoint import CheckpointError
+    from worker.training.groups import split_by_prompt
+    from worker.training.reward import RewardScorer, RewardTrainConfig, train_reward_model
+
+    payload = TrainRewardModelPayload.model_validate(ctx.payload)
+    with unit_of_work(ctx.session_factory) as db:
+        project = load_project(db, ctx)
+        training = settings_of(project).training
+        active = registry.ensure_base_version(db, project, "reward")
+        base = training.reward_model or (active.base_model if active else "")
+        if not base:
+            raise JobFailure("the project has no reward model: set training.reward_model "
+                             f"(prefloop projects configure {project.id} --reward-model PATH)", retryable=False)
+        watermark = payload.watermark
+        if watermark is None:
+            watermark = registry_queries.max_comparison_id(db, project.id)
+            queue.set_payload(db, ctx.job_id, ctx.worker_id, {"watermark": watermark})
+            # First attempt only: store current trust weights so the snapshot trains on them; a retry
+            # keeps them (recomputing would change the snapshot hash it checks).
+            recompute_trust_weights(db, project)
+        snapshot = datasets.load_snapshot(db, project.id, watermark)
+        if not snapshot.groups:
+            raise JobFailure(f"no rankings to train on (comparisons up to id {watermark})", retryable=False)
+        groups = ranking_groups(snapshot.groups)
+        train, heldout = split_by_prompt(groups, training.rm_heldout_fraction, seed=0)
+        if not train:
+            train, heldout = groups, []
+        per_epoch = math.ceil(len(train) / training.rm_batch_prompts)
+        total_steps = max(1, math.ceil(per_epoch * training.rm_epochs))
+        config = RewardTrainConfig(
+            base_model=base, epochs=float(training.rm_epochs), lr=training.rm_lr,
+            batch_prompts=training.rm_batch_prompts, seed=0,
+            checkpoint_every=max(1, total_steps // 4) if total_steps >= 4 else 0,
+            heldout_fraction=training.rm_heldout_fraction,
+            extra={"job_id": ctx.job_id, "project_id": project.id, "watermark": watermark},
+        )
+        version = registry.start_version(
+            db, project, "reward", job_id=ctx.job_id, parent=active, base_model=base,
+            training_config=config.to_dict(), data_watermark=watermark,
+        )
+        if version.data_snapshot_hash and version.data_snapshot_hash != snapshot.snapshot_hash:
+            raise JobFailure(f"the comparisons up to id {watermark} changed since the first attempt "
+                             "(deleted or re-weighted); start a new training job", retryable=False)
+        version.data_snapshot_hash = snapshot.snapshot_hash
+        out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, "reward", version.id)
+        version_id, version_name = version.id, version.name
+        active_path = active.checkpoint_path if active is not None and active.status == "active" else None
+        tolerance = training.rm_accuracy_tolerance
+    ensure_writable_dir(out_dir)
+    resumed_from = resume_step(out_dir / "state")
+
+    ctx.progress(0.01, f"training {version_name} on {len(train)} groups ({len(snapshot.comparison_ids)} comparisons)")
+    try:
+        try:
+            result = train_reward_model(config, train, heldout, out_dir, progress=scaled_progress(ctx, 0.02, 0.9),
+                                        should_stop=ctx.should_stop)
+        except CheckpointError as exc:
+            if "cannot resume" not in str(exc):
+                raise
+            shutil.rmtree(out_dir / "state", ignore_errors=True)  # settings changed: start this job over
+            result = train_reward_model(config, train, heldout, out_dir, progress=scaled_progress(ctx, 0.02, 0.9),
+                                        should_stop=ctx.should_stop)
+        if result.stopped:
+            raise JobStopped()
+        assert result.checkpoint is not None
+        new_accuracy = result.metrics.get("heldout", {}).get("accuracy") if heldout else None
+        active_accuracy = None
+        if heldout and active_path and is_prefloop_checkpoint(active_path):
+            ctx.progress(0.93, "measuring the active reward model on the same held-out groups")
+            active_accuracy = RewardScorer(verified(active_path)).evaluate(heldout)["accuracy"]
+    except CheckpointError as exc:
+        raise JobFailure(f"checkpoint error: {exc}", retryable=False) from exc
+
+    decision = registry.reward_decision(new_accuracy, active_accuracy, tolerance)
+    metrics = {**result.metrics, "heldout_accuracy": new_accuracy, "active_heldout_accuracy": active_accuracy,
+               "comparisons": len(snapshot.comparison_ids), "groups": len(groups), "heldout_groups": len(heldout),
+               "resumed_from_step": resumed_from}
+    with unit_of_work(ctx.session_factory) as db:
+        version = registry.get(db, version_id)
+        registry.record_training(db, version, checkpoint_path=str(result.checkpoint), metrics=metrics,
+                                 comparison_ids=snapshot.comparison_ids, snapshot_hash=snapshot.snapshot_hash)
+        registry.apply_decision(db, version, decision)
+        status = version.status
+    return {"version_id": version_id, "version": version_name, "status": status, "reason": decision.reason,
+            "heldout_accuracy": new_accuracy, "active_heldout_accuracy": active_accuracy,
+            "comparisons": len(snapshot.comparison_ids), "watermark": watermark, "resumed_from_step": resumed_from}

@@ -1,0 +1,84 @@
+"""Loading a sequence-classification reward model and reading one scalar reward per sequence.
+
+Any `AutoModelForSequenceClassification` with `num_labels=1` works. For decoder models with a `score`
+head the reward is read at the last non-pad token, found from the attention mask (so left and right
+padding give the same result, also when pad == eos), with position ids derived from the mask.
+Encoders (BERT-like) pool with their own head (CLS), so their forward is used unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+
+def ensure_pad_token(model: PreTrainedModel, tokenizer: Any) -> None:
+    """Give tokenizer and model a pad token when missing (eos, else unk, else a new token)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+            model.resize_token_embeddings(len(tokenizer))
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_reward_model(
+    path: str | Path, *, gradient_checkpointing: bool = False, dtype: torch.dtype | None = None
+) -> tuple[PreTrainedModel, Any]:
+    """Load model (num_labels=1) and tokenizer from a local directory; never contacts a hub."""
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    kwargs: dict[str, Any] = {"num_labels": 1, "local_files_only": True}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    ensure_pad_token(model, tokenizer)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model, tokenizer
+
+
+class RewardModule(nn.Module):
+    """Wraps a sequence-classification model so `forward(input_ids, attention_mask)` returns rewards [B].
+
+    Wrapping (rather than calling the inner model's parts from outside) keeps DistributedDataParallel
+    correct: DDP must see the forward call that uses the parameters.
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+        head = getattr(model, "score", None)
+        self._decoder_head = isinstance(head, nn.Linear) and not getattr(model.config, "is_encoder_decoder", False)
+        base = model.base_model
+        self._pass_positions = "position_ids" in inspect.signature(base.forward).parameters
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The transformer body; one call of it per forwarded batch of sequences."""
+        return self.model.base_model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if not self._decoder_head:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
+        kwargs: dict[str, Any] = {"attention_mask": attention_mask}
+        if self._pass_positions:
+            # Left padding would otherwise shift every position; real tokens start at position 0.
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if getattr(self.model.config, "use_cache", None) is not None:
+            kwargs["use_cache"] = False
+        hidden = self.model.base_model(input_ids=input_ids, **kwargs).last_hidden_state
+        seq_len = attention_mask.shape[-1]
+        positions = torch.arange(seq_len, device=attention_mask.device)
+        last = (positions * attention_mask.long()).argmax(-1)  # rightmost attended token, any padding side
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return self.model.score(pooled)[:, 0]

@@ -1,0 +1,78 @@
+"""Scoring with a trained reward-model checkpoint: load once, score many (for the worker and the API)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worker.training.checkpoint import CheckpointError, load_meta, verify_checkpoint
+from worker.training.groups import Prompt, RankingGroup, render_prompt
+from worker.training.reward.batching import encode_groups, encode_texts
+from worker.training.reward.eval import pairwise_metrics, score_encoded_groups, score_rows
+from worker.training.reward.model import RewardModule, load_reward_model
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory itself, or a training output directory holding `model/`."""
+    root = Path(path)
+    if (root / "meta.json").is_file():
+        return root
+    if (root / "model" / "meta.json").is_file():
+        return root / "model"
+    raise CheckpointError(f"{root} is not a reward-model checkpoint (no meta.json in it or in {root / 'model'})")
+
+
+class RewardScorer:
+    """A loaded reward model; `score` returns bias-corrected rewards (mean 0 over its training data)."""
+
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        verify: bool = True,
+    ) -> None:
+        self.path = resolve_checkpoint(checkpoint_dir)
+        self.meta = verify_checkpoint(self.path) if verify else load_meta(self.path)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, self.tokenizer = load_reward_model(self.path)
+        self.module = RewardModule(model).to(self.device).eval()
+        self.bias = float(self.meta.get("reward_bias", 0.0))
+        self.batch_size = batch_size
+        self.max_length = max_length or int(self.meta.get("config", {}).get("max_length", 512))
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> list[float]:
+        """One reward per (prompt, completion) pair."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+        if not prompts:
+            return []
+        texts = [render_prompt(p, c, self.tokenizer) for p, c in zip(prompts, completions, strict=True)]
+        rows = encode_texts(self.tokenizer, texts, self.max_length)
+        raw = score_rows(self.module, rows, self.pad_id, self.device, batch_size=self.batch_size)
+        return [r - self.bias for r in raw]
+
+    def score_groups(self, groups: Sequence[RankingGroup]) -> list[list[float]]:
+        """Rewards per completion of each group."""
+        encoded = encode_groups(groups, self.tokenizer, self.max_length)
+        raw = score_encoded_groups(self.module, encoded, self.pad_id, self.device, batch_size=self.batch_size)
+        return [[r - self.bias for r in g] for g in raw]
+
+    def evaluate(self, groups: Sequence[RankingGroup]) -> dict[str, Any]:
+        """Pairwise metrics (accuracy, loss, by gap, calibration, per annotator) on `groups`."""
+        return pairwise_metrics(groups, self.score_groups(groups))
+
+
+def score_texts(
+    checkpoint_dir: str | Path, prompts: Sequence[Prompt], completions: Sequence[str], batch_size: int = 32
+) -> list[float]:
+    """Load a checkpoint and score (prompt, completion) pairs; use RewardScorer to score repeatedly."""
+    return RewardScorer(checkpoint_dir, batch_size=batch_size).score(prompts, completions)
