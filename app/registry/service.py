@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.models import ModelVersion, Project, utcnow
@@ -71,6 +72,20 @@ def ensure_base_version(db: Session, project: Project, kind: str) -> ModelVersio
     )
     queries.add(db, version)
     return version
+
+
+def settled_watermark(db: Session, project_id: int) -> int:
+    """The project's highest comparison id below which no comparison can still appear.
+
+    Postgres hands out ids when a row is inserted but transactions commit in any order, so a plain max(id)
+    can sit above the id of a submission that has not committed yet: a snapshot taken now would miss that
+    comparison and a retry's would not. A SHARE lock waits until every transaction writing the table has
+    finished and keeps new writers out until the caller's transaction ends, so call this in a transaction of
+    its own and end it at once. SQLite runs one write transaction at a time, so ids commit in order there.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("LOCK TABLE comparisons IN SHARE MODE"))
+    return queries.max_comparison_id(db, project_id)
 
 
 def version_dir(checkpoint_dir: Path, project_id: int, kind: str, version_id: int) -> Path:

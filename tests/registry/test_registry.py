@@ -3,7 +3,10 @@ lineage queries in both directions, and the training snapshot read up to a water
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.models import Comparison, ModelVersion, Ranking
@@ -109,3 +112,38 @@ def _completions(prompt_id: int):  # type: ignore[no-untyped-def]
     from app.models import Completion
 
     return select(Completion).where(Completion.prompt_id == prompt_id).order_by(Completion.position)
+
+
+def test_settled_watermark_waits_for_uncommitted_submissions(db: Session, clean_engine: Engine,
+                                                             dialect: str) -> None:
+    """A comparison inserted (id allocated) but not yet committed must end up at or below the watermark."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite commits one write transaction at a time, so its ids cannot commit out of order")
+    project = make_project(db)
+    prompt = make_prompt(db, project, 2)
+    winner, loser = list(db.scalars(_completions(prompt.id)))
+    db.commit()
+    writer = Session(clean_engine)
+    pending = Comparison(project_id=project.id, prompt_id=prompt.id, winner_id=winner.id, loser_id=loser.id,
+                         source="imported")
+    writer.add(pending)
+    writer.flush()  # the id is allocated; the submission has not committed
+    result: list[int] = []
+
+    def take() -> None:
+        with Session(clean_engine) as reader:
+            result.append(registry.settled_watermark(reader, project.id))
+            reader.commit()
+
+    taker = threading.Thread(target=take)
+    try:
+        taker.start()
+        taker.join(timeout=1.0)
+        assert taker.is_alive() and not result, "the watermark must wait for the open submission"
+        writer.commit()
+        taker.join(timeout=30)
+        assert result == [pending.id]
+    finally:
+        writer.rollback()
+        writer.close()
+        taker.join(timeout=30)

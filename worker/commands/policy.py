@@ -84,7 +84,7 @@ def train(
     minibatch_size: Annotated[int | None, typer.Option()] = None,
     micro_batch_size: Annotated[int | None, typer.Option()] = None,
     gradient_checkpointing: Annotated[bool, typer.Option()] = False,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank (0 = full fine-tuning; needs peft).")] = 0,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (0 = full fine-tuning; needs pip install 'prefloop[lora]').")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     config_json: Annotated[
         Path | None, typer.Option(help="JSON file of further PolicyTrainConfig fields.")

@@ -9,8 +9,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.db import unit_of_work
 from app.models import Project
 from app.projects import service as projects
+from app.registry import service as registry
 from worker.context import JobContext, JobFailure
 
 
@@ -21,6 +23,22 @@ def load_project(db: Session, ctx: JobContext) -> Project:
         return projects.get(db, ctx.project_id)
     except projects.ProjectNotFound as exc:
         raise JobFailure(str(exc), retryable=False) from exc
+
+
+def data_watermark(ctx: JobContext, fixed: int | None,
+                   needed: Callable[[Project], bool] = lambda _project: True) -> int | None:
+    """The job's comparison watermark: the one its first attempt fixed, else a settled one taken now
+    (None when `needed` says this project's job reads no comparisons).
+
+    Call it before the handler's main transaction, never inside it: it runs in a transaction of its own
+    because it briefly holds back ranking submissions (app.registry.service.settled_watermark), and on
+    SQLite a second write transaction would wait for the first. The caller stores it in the payload.
+    """
+    if fixed is not None:
+        return fixed
+    with unit_of_work(ctx.session_factory) as db:
+        project = load_project(db, ctx)
+        return registry.settled_watermark(db, project.id) if needed(project) else None
 
 
 def ensure_writable_dir(path: Path) -> None:

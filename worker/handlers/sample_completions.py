@@ -56,7 +56,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         batch = todo[start : start + BATCH_PROMPTS]
         samples = sample_completions(
             model, tokenizer, [p for _, p in batch], k, temperature=sampling.temperature, top_p=sampling.top_p,
-            max_new_tokens=sampling.max_new_tokens, seed=sampling.seed + batch[0][0], batch_size=BATCH_PROMPTS,
+            max_new_tokens=sampling.max_new_tokens, seed=sampling.seed, batch_size=BATCH_PROMPTS,
+            prompt_keys=[prompt_id for prompt_id, _ in batch],  # a retry samples each prompt identically
         )
         for (prompt_id, _), outs in zip(batch, samples, strict=True):
             texts[prompt_id] = outs

@@ -15,10 +15,10 @@ from app.jobs import queue
 from app.jobs.schemas import TrainPolicyPayload
 from app.projects.service import settings_of
 from app.registry import datasets
-from app.registry import queries as registry_queries
 from app.registry import service as registry
 from worker.context import JobContext, JobFailure, JobStopped
 from worker.handlers.common import (
+    data_watermark,
     ensure_writable_dir,
     load_project,
     ranking_groups,
@@ -34,6 +34,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     from worker.training.policy import PolicyTrainConfig, train_policy
 
     payload = TrainPolicyPayload.model_validate(ctx.payload)
+    watermark = data_watermark(ctx, payload.watermark,
+                               needed=lambda project: settings_of(project).training.algorithm == "dpo")
     with unit_of_work(ctx.session_factory) as db:
         project = load_project(db, ctx)
         settings = settings_of(project)
@@ -53,12 +55,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
         train_prompts = [p for pid, p in prompts if pid not in held_ids] or [p for _, p in prompts]
         heldout_prompts = [p for pid, p in prompts if pid in held_ids] or train_prompts
         algorithm = training.algorithm
-        watermark = payload.watermark
         groups: list[dict[str, Any]] = []
         comparison_ids: list[int] = []
         if algorithm == "dpo":
-            if watermark is None:
-                watermark = registry_queries.max_comparison_id(db, project.id)
+            if watermark is None:  # the algorithm changed to DPO since the watermark was (not) taken
+                raise JobFailure("the project switched to DPO while this job started; the retry takes a watermark")
+            if payload.watermark is None:
                 queue.set_payload(db, ctx.job_id, ctx.worker_id, {"watermark": watermark})
             snapshot = datasets.load_snapshot(db, project.id, watermark)
             groups, comparison_ids = snapshot.groups, snapshot.comparison_ids

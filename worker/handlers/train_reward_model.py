@@ -19,10 +19,10 @@ from app.jobs.schemas import TrainRewardModelPayload
 from app.projects.service import settings_of
 from app.quality.weights import recompute_trust_weights
 from app.registry import datasets
-from app.registry import queries as registry_queries
 from app.registry import service as registry
 from worker.context import JobContext, JobFailure, JobStopped
 from worker.handlers.common import (
+    data_watermark,
     ensure_writable_dir,
     is_prefloop_checkpoint,
     load_project,
@@ -40,6 +40,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     from worker.training.reward import RewardScorer, RewardTrainConfig, train_reward_model
 
     payload = TrainRewardModelPayload.model_validate(ctx.payload)
+    watermark = data_watermark(ctx, payload.watermark)
+    assert watermark is not None
     with unit_of_work(ctx.session_factory) as db:
         project = load_project(db, ctx)
         training = settings_of(project).training
@@ -48,9 +50,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if not base:
             raise JobFailure("the project has no reward model: set training.reward_model "
                              f"(prefloop projects configure {project.id} --reward-model PATH)", retryable=False)
-        watermark = payload.watermark
-        if watermark is None:
-            watermark = registry_queries.max_comparison_id(db, project.id)
+        if payload.watermark is None:
             queue.set_payload(db, ctx.job_id, ctx.worker_id, {"watermark": watermark})
             # First attempt only: store current trust weights so the snapshot trains on them; a retry
             # keeps them (recomputing would change the snapshot hash it checks).

@@ -17,6 +17,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache
 
+from worker.training.streams import draw, stream_ids, uniforms
+
 Prompt = str | list[dict[str, str]]
 
 
@@ -174,7 +176,7 @@ def _rollout_chunk(
     max_new_tokens: int,
     eos_ids: torch.Tensor,
     pad_id: int,
-    generator: torch.Generator,
+    streams: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     device = prompt_ids.device
     cache = DynamicCache(config=model.config)
@@ -204,11 +206,7 @@ def _rollout_chunk(
         if temperature <= 0:
             tok = scaled.argmax(-1)
         else:
-            probs = _top_p_filter(scaled, top_p).softmax(-1)
-            tok = torch.multinomial(
-                probs.cpu() if generator.device.type == "cpu" else probs, 1, generator=generator
-            )
-            tok = tok.to(device).squeeze(-1)
+            tok = draw(_top_p_filter(scaled, top_p).softmax(-1), uniforms(streams, t))
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         tokens[:, t] = tok
         logps[:, t] = torch.where(done, 0.0, logp_all.gather(-1, tok.unsqueeze(-1)).squeeze(-1))
@@ -244,12 +242,17 @@ def rollout(
     max_prompt_tokens: int | None = None,
     use_chat_template: bool = True,
     prompt_token_ids: Sequence[Sequence[int]] | None = None,
+    prompt_keys: Sequence[int] | None = None,
 ) -> Rollout:
     """Sample k responses per prompt and return them laid out for training (see `Rollout`).
 
     `batch_size` counts distinct prompts per forward (so batch_size * k rows decode together). Pass
     `prompt_token_ids` to skip tokenisation (training encodes its prompts once for the whole run).
-    A temperature of 0 decodes greedily. Sampling is reproducible for a given seed and batch layout.
+    A temperature of 0 decodes greedily. Each sample's randomness is its own stream, keyed by the seed,
+    its prompt's key (`prompt_keys`, default: the prompt's position in `prompts`) and its sample number
+    (worker.training.streams): the same seed and keys give the same samples whatever the batch size, the
+    other prompts in the call, or the DDP rank that samples them (up to floating-point differences in the
+    logits of differently shaped batches).
     """
     if k < 1 or max_new_tokens < 1 or batch_size < 1:
         raise ValueError("k, max_new_tokens and batch_size must be >= 1")
@@ -263,7 +266,10 @@ def rollout(
     )
     pad_id = pad_token_id(tokenizer)
     eos = torch.tensor(eos_token_ids(model, tokenizer), device=device)
-    generator = torch.Generator(device="cuda" if device.type == "cuda" else "cpu").manual_seed(seed)
+    keys = list(prompt_keys) if prompt_keys is not None else list(range(len(ids)))
+    if len(keys) != len(ids):
+        raise ValueError(f"{len(keys)} prompt keys for {len(ids)} prompts")
+    streams = stream_ids(seed, keys, k, device)
     was_training = model.training
     model.eval()
     chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -281,7 +287,7 @@ def rollout(
                 max_new_tokens=max_new_tokens,
                 eos_ids=eos,
                 pad_id=pad_id,
-                generator=generator,
+                streams=streams[start * k : (start + batch_size) * k],
             )
             chunks.append((p_ids.repeat_interleave(k, 0), p_mask.repeat_interleave(k, 0), toks, logps, done))
     finally:
@@ -338,8 +344,10 @@ def sample_completions(
     max_new_tokens: int = 64,
     seed: int = 0,
     batch_size: int = 16,
+    prompt_keys: Sequence[int] | None = None,
 ) -> list[list[str]]:
-    """Sample k completions for each prompt; returns one list of k strings per prompt."""
+    """Sample k completions for each prompt; returns one list of k strings per prompt. With `prompt_keys`
+    (e.g. database ids) a prompt gets the same samples for a seed whichever prompts it is sampled with."""
     if not prompts:
         return []
     batch = rollout(
@@ -352,6 +360,7 @@ def sample_completions(
         max_new_tokens=max_new_tokens,
         seed=seed,
         batch_size=batch_size,
+        prompt_keys=prompt_keys,
     )
     texts = decode_responses(tokenizer, batch)
     return [texts[i * k : (i + 1) * k] for i in range(len(prompts))]

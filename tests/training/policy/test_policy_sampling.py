@@ -113,3 +113,23 @@ def test_left_pad() -> None:
     ids, mask = left_pad([[1, 2, 3], [4]], pad_id=0)
     assert ids.tolist() == [[1, 2, 3], [0, 0, 4]]
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def _responses(batch) -> list[list[int]]:  # type: ignore[no-untyped-def]
+    return [row[: int(n)] for row, n in zip(batch.response_ids.tolist(), batch.response_mask.sum(1), strict=True)]
+
+
+def test_samples_do_not_depend_on_batch_layout_or_neighbours(tiny_models: dict[str, Path]) -> None:
+    """A sample's randomness is keyed by (seed, prompt key, sample number): how prompts are batched, and which
+    other prompts share the call (another DDP rank's share), change nothing."""
+    model, tok = load_policy(tiny_models["policy"], device="cpu")
+    prompts = ["write about cats", "a much longer prompt about the river and the old trees", "hello", "rain"]
+    together = _responses(rollout(model, tok, prompts, k=3, max_new_tokens=10, seed=11, batch_size=4))
+    one_by_one = _responses(rollout(model, tok, prompts, k=3, max_new_tokens=10, seed=11, batch_size=1))
+    assert together == one_by_one
+    # The odd-indexed prompts alone (as on rank 1 of 2), keyed by their indices in the full list.
+    shard = _responses(rollout(model, tok, prompts[1::2], k=3, max_new_tokens=10, seed=11, prompt_keys=[1, 3]))
+    assert shard == together[3:6] + together[9:12]
+    assert len({tuple(r) for r in together}) > 6  # samples of a prompt differ from one another
+    other_seed = _responses(rollout(model, tok, prompts, k=3, max_new_tokens=10, seed=12, batch_size=4))
+    assert other_seed != together

@@ -73,8 +73,12 @@ def collect(
     seed: int,
     reward_fn: RewardFn,
     need_old_logprobs: bool,
+    prompt_keys: Sequence[int] | None = None,
 ) -> Experience:
-    """Sample k responses per prompt, score them, and compute reference (and optionally old) log-probs."""
+    """Sample k responses per prompt, score them, and compute reference (and optionally old) log-probs.
+
+    `prompt_keys` identify the prompts' random streams (their indices in the run), so a prompt gets the
+    same samples on whichever rank it lands."""
     cfg = rt.config
     t0 = time.perf_counter()
     batch = rollout(
@@ -88,6 +92,7 @@ def collect(
         seed=seed,
         batch_size=cfg.generation_batch_size,
         prompt_token_ids=prompt_ids,
+        prompt_keys=prompt_keys,
     )
     gen_seconds = time.perf_counter() - t0
     texts = decode_responses(rt.tokenizer, batch)

@@ -34,24 +34,25 @@ class PolicyGradientBase:
         )
         self.k = cfg.samples_per_prompt()
 
-    def step_prompts(self, step: int) -> tuple[list[list[int]], list[Prompt]]:
-        """This rank's prompts for `step`."""
+    def step_prompts(self, step: int) -> list[int]:
+        """This rank's share of the step's prompts, as indices into the run's prompt list."""
         cfg = self.rt.config
-        idx = self.rt.local(step_indices(len(self.prompts), cfg.rollout_batch_size, step, cfg.seed))
-        return [self.prompt_ids[i] for i in idx], [self.prompts[i] for i in idx]
+        return self.rt.local(step_indices(len(self.prompts), cfg.rollout_batch_size, step, cfg.seed))
 
     def sample_seed(self, step: int) -> int:
-        """Distinct, reproducible sampling seed per (run seed, step, rank)."""
-        return (self.rt.config.seed * 1_000_003 + step * 1009 + self.rt.rank * 7) % (2**62)
+        """Reproducible sampling seed per (run seed, step); the same on every rank, because each sample's
+        stream is keyed by its prompt's index in the run (worker.training.streams), not by its rank."""
+        return (self.rt.config.seed * 1_000_003 + step * 1009) % (2**62)
 
     def collect(self, step: int) -> Experience:
         """Sample this step's experience. In a single on-policy pass (one epoch, one minibatch) the old
         log-probs are the sampling-time ones, which saves a full forward over the batch."""
-        prompt_ids, prompts = self.step_prompts(step)
-        rows = len(prompt_ids) * self.k
+        idx = self.step_prompts(step)
+        rows = len(idx) * self.k
         single = self.rt.config.ppo_epochs == 1 and (self.rt.config.minibatch_size or rows) >= rows
         exp = collect(
-            self.rt, prompt_ids, prompts, self.k, self.sample_seed(step), self.reward_fn, not single
+            self.rt, [self.prompt_ids[i] for i in idx], [self.prompts[i] for i in idx], self.k,
+            self.sample_seed(step), self.reward_fn, not single, prompt_keys=idx,
         )
         self.single_pass = single
         set_kl(

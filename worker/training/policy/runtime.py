@@ -133,7 +133,7 @@ def apply_lora(model: PreTrainedModel, config: PolicyTrainConfig) -> PreTrainedM
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ValueError("lora_r > 0 needs the optional 'peft' package (pip install peft)") from exc
+        raise ValueError("lora_r > 0 needs the optional 'peft' package (pip install 'prefloop[lora]')") from exc
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -142,6 +142,32 @@ def apply_lora(model: PreTrainedModel, config: PolicyTrainConfig) -> PreTrainedM
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)  # type: ignore[no-any-return]
+
+
+LORA_WEIGHTS_FILE = "adapter_model.safetensors"  # what PeftModel.save_pretrained writes (adapters only)
+
+
+def load_lora_state(policy: PreTrainedModel, state_dir: str | Path) -> None:
+    """Restore the adapter weights a LoRA run saved in its training state (the base weights never change).
+
+    Raises ValueError when the saved adapters do not fit the policy's (another rank or target modules).
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(state_dir) / LORA_WEIGHTS_FILE
+    if not path.is_file():
+        raise ValueError(f"{state_dir} holds no LoRA adapters ({LORA_WEIGHTS_FILE})")
+    try:
+        result = set_peft_model_state_dict(policy, load_file(str(path)))
+    except RuntimeError as exc:  # shape mismatch
+        raise ValueError(f"the LoRA adapters in {state_dir} do not fit this run: {exc}") from exc
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if result.unexpected_keys or missing:
+        raise ValueError(
+            f"the LoRA adapters in {state_dir} do not fit this run "
+            f"(unexpected {result.unexpected_keys[:3]}, missing {missing[:3]})"
+        )
 
 
 def load_train_models(

@@ -19,6 +19,7 @@ from transformers import AutoTokenizer
 
 from worker.training.checkpoint import (
     has_training_state,
+    load_meta,
     load_training_state,
     save_checkpoint,
     save_training_state,
@@ -43,6 +44,7 @@ from worker.training.policy.runtime import (
     build_value_model,
     disable_dropout,
     init_distributed_from_env,
+    load_lora_state,
     load_train_models,
     make_optimizer,
     rank_and_world,
@@ -77,7 +79,8 @@ def evaluate_policy(rt: Runtime, prompts: Sequence[Prompt], reward_fn: RewardFn 
     One sample per prompt with the run's sampling settings and a fixed seed, so before/after compare alike.
     """
     cfg = rt.config
-    local = rt.local(list(prompts)[: cfg.eval_max_prompts])
+    keys = rt.local(range(min(len(prompts), cfg.eval_max_prompts)))  # streams keyed by prompt, not by rank
+    local = [prompts[i] for i in keys]
     totals = torch.zeros(4)  # reward sum, kl sum, length sum, count
     if local:
         batch = rollout(
@@ -88,7 +91,8 @@ def evaluate_policy(rt: Runtime, prompts: Sequence[Prompt], reward_fn: RewardFn 
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             max_new_tokens=cfg.max_new_tokens,
-            seed=cfg.seed + 99_991 + rt.rank,
+            seed=cfg.seed + 99_991,
+            prompt_keys=keys,
             batch_size=cfg.generation_batch_size,
             max_prompt_tokens=cfg.max_prompt_tokens,
             use_chat_template=cfg.use_chat_template,
@@ -140,6 +144,19 @@ def _device_for_rank(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and dist.is_initialized() and dev.index is None:
         dev = torch.device("cuda", dist.get_rank() % torch.cuda.device_count())
     return dev
+
+
+def _check_resumable(state_dir: Path, config: PolicyTrainConfig) -> None:
+    """Refuse a saved state from another algorithm or another LoRA rank (its weights would not fit)."""
+    saved = load_meta(state_dir)
+    if saved.get("algorithm") != config.algorithm:
+        raise ValueError(f"{state_dir} holds a {saved.get('algorithm')} run, not {config.algorithm}")
+    saved_r = int(saved.get("config", {}).get("lora_r", 0))
+    if saved_r != config.lora_r:
+        raise ValueError(
+            f"{state_dir} holds a run with lora_r={saved_r}, not {config.lora_r}: "
+            "delete it, pass resume=False, or use another output_dir"
+        )
 
 
 def train_policy(
@@ -255,12 +272,18 @@ def train_policy(
     }
     start_step = 0
     before: dict[str, float] | None = None
-    if config.resume and config.lora_r == 0 and has_training_state(state_dir):
+    if config.resume and has_training_state(state_dir):
+        _check_resumable(state_dir, config)
+        lora = config.lora_r > 0
         state = load_training_state(
-            state_dir, model=policy, optimizer=optimizer, scheduler=scheduler, restore_rng=False
+            state_dir,
+            model=None if lora else policy,  # a LoRA state holds only the adapters
+            optimizer=optimizer,
+            scheduler=scheduler,
+            restore_rng=False,
         )
-        if state.meta.get("algorithm") != algo_name:
-            raise ValueError(f"{state_dir} holds a {state.meta.get('algorithm')} run, not {algo_name}")
+        if lora:
+            load_lora_state(policy, state_dir)
         start_step = state.step
         rt.history = list(state.extra.get("history", []))
         kl_ctl.load_state_dict(state.extra["kl_ctl"])
@@ -269,8 +292,7 @@ def train_policy(
             value.load_state_dict(state.extra["value_state"])
 
     def save_state(step: int) -> None:
-        if config.lora_r > 0:
-            return  # adapters are not resumable here: the run restarts from the base policy
+        # Under LoRA `policy` is a peft model: save_pretrained writes only the adapters (the base is frozen).
         if rank == 0:
             extra = {"history": rt.history, "kl_ctl": kl_ctl.state_dict(), "before": before}
             if value is not None:
