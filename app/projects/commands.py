@@ -41,6 +41,8 @@ def configure(
     rm_accuracy_tolerance: Annotated[float | None, typer.Option()] = None,
     rm_epochs: Annotated[int | None, typer.Option()] = None,
     rm_lr: Annotated[float | None, typer.Option()] = None,
+    rm_share_prefix: Annotated[bool | None, typer.Option(
+        help="Forward each prompt once per ranking group when training the reward model.")] = None,
     policy_lr: Annotated[float | None, typer.Option()] = None,
     policy_batch_prompts: Annotated[int | None, typer.Option(help="Prompts per PPO/RLOO step.")] = None,
     rloo_k: Annotated[int | None, typer.Option(help="Samples per prompt for RLOO.")] = None,
@@ -55,6 +57,7 @@ def configure(
         "training": {"policy_model": policy_model, "reward_model": reward_model, "algorithm": algorithm,
                      "policy_steps": policy_steps, "kl_budget": kl_budget,
                      "rm_accuracy_tolerance": rm_accuracy_tolerance, "rm_epochs": rm_epochs, "rm_lr": rm_lr,
+                     "rm_share_prefix": rm_share_prefix,
                      "policy_lr": policy_lr, "policy_batch_prompts": policy_batch_prompts, "rloo_k": rloo_k,
                      "kl_beta": kl_beta},
         "schedule": {"enabled": schedule, "retrain_every": retrain_every, "prompts_per_round": prompts_per_round},

@@ -35,6 +35,8 @@ class TrainingSettings(BaseModel):
     rm_batch_prompts: int = Field(default=8, ge=1)
     rm_heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     rm_accuracy_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
+    rm_share_prefix: bool = Field(default=False, description="forward each prompt once per ranking group "
+                                  "(decoder reward models; same result, faster on long prompts)")
     policy_lr: float = Field(default=1e-5, gt=0)
     policy_steps: int = Field(default=20, ge=1)
     policy_batch_prompts: int = Field(default=8, ge=1, le=1024,

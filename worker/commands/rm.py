@@ -49,6 +49,8 @@ def train_command(
     center_coef: Annotated[float, typer.Option(help="Reward-centering coefficient.")] = 0.01,
     rank_gap_weighting: Annotated[bool, typer.Option(help="Weight pairs by rank gap.")] = False,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = False,
+    share_prefix: Annotated[bool, typer.Option(
+        help="Forward each prompt once per ranking group (decoder models; not with --gradient-checkpointing).")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Save a resume state every N steps (0: off).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
@@ -67,6 +69,7 @@ def train_command(
             base_model=str(base_model), epochs=epochs, lr=lr, batch_prompts=batch_prompts, token_budget=token_budget,
             max_length=max_length, center_coef=center_coef, rank_gap_weighting=rank_gap_weighting,
             gradient_checkpointing=gradient_checkpointing, checkpoint_every=checkpoint_every, seed=seed,
+            share_prefix=share_prefix,
             heldout_fraction=heldout_fraction, extra={"data_file": str(file)},
         )
     except ConfigError as exc:

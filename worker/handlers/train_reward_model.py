@@ -68,7 +68,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             base_model=base, epochs=float(training.rm_epochs), lr=training.rm_lr,
             batch_prompts=training.rm_batch_prompts, seed=0,
             checkpoint_every=max(1, total_steps // 4) if total_steps >= 4 else 0,
-            heldout_fraction=training.rm_heldout_fraction,
+            heldout_fraction=training.rm_heldout_fraction, share_prefix=training.rm_share_prefix,
             extra={"job_id": ctx.job_id, "project_id": project.id, "watermark": watermark},
         )
         version = registry.start_version(

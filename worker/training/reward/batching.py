@@ -3,6 +3,10 @@
 A micro-batch always holds whole groups (every completion of a prompt forwarded together, once), and
 its padded size (sequences x longest sequence) stays under the token budget so long completions do not
 run out of memory; a single group over budget goes alone.
+
+With prefix sharing, the K token sequences of a group are split into the longest token prefix they all
+share (the prompt, found on the token ids themselves, so tokenisation is unchanged) and K suffixes: the
+model forwards the prefix once per group and each suffix on top of it (worker.training.reward.model).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class MicroBatch:
     pair_coef: torch.Tensor  # [P] group weight x within-group normalisation (sums to group weight per group)
     n_groups: int
     n_real_tokens: int
+    prefix: SharedPrefix | None = None  # set with prefix sharing: input_ids/attention_mask are then the suffixes
 
     def to(self, device: torch.device) -> MicroBatch:
         """Copy the tensors to `device` (non-blocking when pinned)."""
@@ -55,7 +60,39 @@ class MicroBatch:
             pair_coef=self.pair_coef.to(device, non_blocking=True),
             n_groups=self.n_groups,
             n_real_tokens=self.n_real_tokens,
+            prefix=self.prefix.to(device) if self.prefix is not None else None,
         )
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """Keyword arguments of RewardModule.forward for this micro-batch."""
+        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        if self.prefix is not None:
+            inputs.update(prefix_ids=self.prefix.input_ids, prefix_mask=self.prefix.attention_mask,
+                          row_group=self.prefix.row_group)
+        return inputs
+
+
+@dataclass
+class SharedPrefix:
+    """One left-padded prefix per group and, per row (completion), the index of its group's prefix."""
+
+    input_ids: torch.Tensor  # [G, Tp]
+    attention_mask: torch.Tensor  # [G, Tp]
+    row_group: torch.Tensor  # [N]
+
+    def to(self, device: torch.device) -> SharedPrefix:
+        return SharedPrefix(self.input_ids.to(device, non_blocking=True),
+                            self.attention_mask.to(device, non_blocking=True),
+                            self.row_group.to(device, non_blocking=True))
+
+
+def shared_prefix_length(rows: Sequence[list[int]]) -> int:
+    """Length of the longest token prefix common to all rows, leaving at least one token in every row."""
+    shortest = min(len(r) for r in rows)
+    n = 0
+    while n < shortest - 1 and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
@@ -120,12 +157,15 @@ def pad_rows(rows: Sequence[list[int]], pad_id: int, padding_side: str = "right"
 
 
 def collate(
-    groups: Sequence[EncodedGroup], pad_id: int, rank_gap_weighting: bool = False, padding_side: str = "right"
+    groups: Sequence[EncodedGroup], pad_id: int, rank_gap_weighting: bool = False, padding_side: str = "right",
+    share_prefix: bool = False,
 ) -> MicroBatch:
     """Build a micro-batch: all completions of `groups` as rows, and the pair tensors over those rows.
 
     Within a group each pair's coefficient is 1/(number of non-tied pairs) (= 1/C(K,2) without ties),
-    or gap/sum(gaps) with rank-gap weighting, times the group's weight.
+    or gap/sum(gaps) with rank-gap weighting, times the group's weight. With `share_prefix` (and when every
+    group has a common prefix of at least one token) rows hold the suffixes, right-padded, and `prefix`
+    the groups' prefixes.
     """
     rows: list[list[int]] = []
     win: list[int] = []
@@ -145,6 +185,16 @@ def collate(
             win.append(base + w)
             lose.append(base + lo)
             coef.append(g.weight * n)
+    prefix: SharedPrefix | None = None
+    n_real_tokens = sum(len(r) for r in rows)
+    cuts = [shared_prefix_length(g.input_ids) for g in groups] if share_prefix else []
+    if cuts and min(cuts) >= 1:
+        prefix_ids, prefix_mask = pad_rows([g.input_ids[0][:n] for g, n in zip(groups, cuts, strict=True)],
+                                           pad_id, "left")
+        row_group = [i for i, g in enumerate(groups) for _ in g.input_ids]
+        rows = [r[cuts[i]:] for r, i in zip(rows, row_group, strict=True)]
+        prefix = SharedPrefix(prefix_ids, prefix_mask, torch.tensor(row_group, dtype=torch.long))
+        padding_side = "right"
     ids, mask = pad_rows(rows, pad_id, padding_side)
     return MicroBatch(
         input_ids=ids,
@@ -153,5 +203,6 @@ def collate(
         lose=torch.tensor(lose, dtype=torch.long),
         pair_coef=torch.tensor(coef, dtype=torch.float32),
         n_groups=len(groups),
-        n_real_tokens=int(mask.sum()),
+        n_real_tokens=n_real_tokens,
+        prefix=prefix,
     )

@@ -36,6 +36,7 @@ class RewardTrainConfig:
     center_coef: float = 0.01  # adds center_coef * mean(r^2) so rewards stay near 0
     rank_gap_weighting: bool = False  # weight pair losses by |rank_w - rank_l| (per-group mean kept)
     gradient_checkpointing: bool = False
+    share_prefix: bool = False  # forward each group's common prompt prefix once (decoder models; not with checkpointing)
     disable_dropout: bool = True  # deterministic rewards for the pairwise margins (as TRL's RewardTrainer does)
     bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
     seed: int = 0
@@ -78,6 +79,8 @@ class RewardTrainConfig:
             raise bad("center_coef", "must be >= 0")
         if not 0.0 <= self.heldout_fraction < 1.0:
             raise bad("heldout_fraction", "must be in [0, 1)")
+        if self.share_prefix and self.gradient_checkpointing:
+            raise bad("share_prefix", "needs a KV cache, which gradient checkpointing turns off; choose one")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (for meta.json)."""

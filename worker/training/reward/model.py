@@ -4,6 +4,12 @@ Any `AutoModelForSequenceClassification` with `num_labels=1` works. For decoder 
 head the reward is read at the last non-pad token, found from the attention mask (so left and right
 padding give the same result, also when pad == eos), with position ids derived from the mask.
 Encoders (BERT-like) pool with their own head (CLS), so their forward is used unchanged.
+
+Prefix sharing (decoder models with a KV cache only; in an encoder the prompt attends to the completion):
+the groups' common prefixes run once, their key/value cache is gathered to one copy per completion, and
+the suffixes run on top of it with positions continuing the prefix. Gradients flow back through the cache
+into the prefix, so training is the same computation as forwarding each full sequence, with the prefix
+computed once per group instead of once per completion.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers.cache_utils import DynamicCache
 
 
 def ensure_pad_token(model: PreTrainedModel, tokenizer: Any) -> None:
@@ -67,7 +74,19 @@ class RewardModule(nn.Module):
         """The transformer body; one call of it per forwarded batch of sequences."""
         return self.model.base_model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def can_share_prefix(self) -> bool:
+        """True for decoder models whose body takes a KV cache and explicit positions."""
+        params = inspect.signature(self.model.base_model.forward).parameters
+        return self._decoder_head and self._pass_positions and "past_key_values" in params
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_ids: torch.Tensor | None = None,
+                prefix_mask: torch.Tensor | None = None, row_group: torch.Tensor | None = None) -> torch.Tensor:
+        """Rewards [N] of full sequences, or (with the prefix arguments) of prefix[row_group] + suffix rows,
+        where `input_ids`/`attention_mask` are then right-padded suffixes."""
+        if prefix_ids is not None:
+            assert prefix_mask is not None and row_group is not None
+            return self._forward_shared(prefix_ids, prefix_mask, row_group, input_ids, attention_mask)
         if not self._decoder_head:
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
         kwargs: dict[str, Any] = {"attention_mask": attention_mask}
@@ -80,5 +99,23 @@ class RewardModule(nn.Module):
         seq_len = attention_mask.shape[-1]
         positions = torch.arange(seq_len, device=attention_mask.device)
         last = (positions * attention_mask.long()).argmax(-1)  # rightmost attended token, any padding side
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return self.model.score(pooled)[:, 0]
+
+    def _forward_shared(self, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, row_group: torch.Tensor,
+                        suffix_ids: torch.Tensor, suffix_mask: torch.Tensor) -> torch.Tensor:
+        if not self.can_share_prefix:
+            raise ValueError(f"{type(self.model).__name__} cannot share prompt prefixes (decoder models only)")
+        body = self.model.base_model
+        cache = DynamicCache(config=self.model.config)
+        prefix_mask = prefix_mask.long()
+        body(input_ids=prefix_ids, attention_mask=prefix_mask, past_key_values=cache, use_cache=True,
+             position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0))
+        cache.batch_select_indices(row_group)  # a differentiable gather: one prefix copy per completion
+        suffix_mask = suffix_mask.long()
+        positions = prefix_mask.sum(-1)[row_group].unsqueeze(1) + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = body(input_ids=suffix_ids, attention_mask=torch.cat([prefix_mask[row_group], suffix_mask], 1),
+                      past_key_values=cache, use_cache=True, position_ids=positions).last_hidden_state
+        last = (suffix_mask.sum(-1) - 1).clamp(min=0)  # suffixes are right-padded and never empty
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return self.model.score(pooled)[:, 0]

@@ -191,6 +191,7 @@ def _train(
                 sub.p = 0.0
     module = RewardModule(model).to(device)
     module.train()
+    share_prefix = config.share_prefix and module.can_share_prefix  # encoders: each sequence whole
     pad_id = int(tokenizer.pad_token_id)
     encoded = encode_groups(train, tokenizer, config.max_length)
     per_epoch, total_steps = step_plan(len(encoded), config)
@@ -253,12 +254,13 @@ def _train(
         micro = pack_micro_batches(mine, config.token_budget)
         step_loss = torch.zeros((), device=device)
         for m_index, indices in enumerate(micro):
-            mb = collate([mine[i] for i in indices], pad_id, config.rank_gap_weighting).to(device)
+            mb = collate([mine[i] for i in indices], pad_id, config.rank_gap_weighting,
+                         share_prefix=share_prefix).to(device)
             last = m_index == len(micro) - 1
             sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else nullcontext()
             with sync:
                 with autocast:
-                    rewards = net(mb.input_ids, mb.attention_mask).float()
+                    rewards = net(**mb.model_inputs()).float()
                 pair_part = kwise_loss_sum(rewards, mb.win, mb.lose, mb.pair_coef) / max(weight_total, 1e-12)
                 center = config.center_coef * rewards.pow(2).sum() / rows_total
                 loss = pair_part + center
@@ -309,6 +311,7 @@ def _train(
         "tokens_per_s": real_tokens / timed_seconds if timed_seconds > 0 else float("nan"),
         "world_size": d.world,
         "device": str(device),
+        "prefix_sharing": share_prefix,
         "reward_bias": bias,
         "train_accuracy": pairwise_metrics(train, [[s - bias for s in g] for g in train_scores])["accuracy"],
     }
