@@ -49,6 +49,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/export.py --quick
 	$(PY) bench/annotate.py --quick
 	$(PY) bench/reward_model.py --quick
+	$(PY) bench/rm_prefix.py --quick
 	$(PY) bench/policy.py --quick
 	$(PY) bench/loop.py --quick
 	$(PY) bench/active_selection.py --quick

@@ -43,6 +43,9 @@ def configure(
     rm_lr: Annotated[float | None, typer.Option()] = None,
     rm_share_prefix: Annotated[bool | None, typer.Option(
         help="Forward each prompt once per ranking group when training the reward model.")] = None,
+    ai_rankings: Annotated[str | None, typer.Option(
+        help="AI rankings in RM/DPO training: exclude (default; human + imported only) or llm-judge (also "
+             "rankings by an LLM judge). Rankings made by the reward model itself are never used.")] = None,
     policy_lr: Annotated[float | None, typer.Option()] = None,
     policy_batch_prompts: Annotated[int | None, typer.Option(help="Prompts per PPO/RLOO step.")] = None,
     rloo_k: Annotated[int | None, typer.Option(help="Samples per prompt for RLOO.")] = None,
@@ -57,7 +60,7 @@ def configure(
         "training": {"policy_model": policy_model, "reward_model": reward_model, "algorithm": algorithm,
                      "policy_steps": policy_steps, "kl_budget": kl_budget,
                      "rm_accuracy_tolerance": rm_accuracy_tolerance, "rm_epochs": rm_epochs, "rm_lr": rm_lr,
-                     "rm_share_prefix": rm_share_prefix,
+                     "rm_share_prefix": rm_share_prefix, "ai_rankings": ai_rankings,
                      "policy_lr": policy_lr, "policy_batch_prompts": policy_batch_prompts, "rloo_k": rloo_k,
                      "kl_beta": kl_beta},
         "schedule": {"enabled": schedule, "retrain_every": retrain_every, "prompts_per_round": prompts_per_round},

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+AiRankings = Literal["exclude", "llm-judge"]
+"""Which AI rankings (source 'ai') train the reward model and DPO; see `TrainingSettings.ai_rankings`."""
+
 DEFAULT_FLAGS = (
     "fails to follow the instruction",
     "hallucination / makes things up",
@@ -26,6 +29,15 @@ class SamplingSettings(BaseModel):
 
 
 class TrainingSettings(BaseModel):
+    """How the worker trains the reward model and the policy.
+
+    `ai_rankings` chooses the training data of the reward model and of DPO: "exclude" (default) uses human
+    and imported rankings only; "llm-judge" adds AI rankings made by an LLM judge (`prefloop ai-annotate
+    --endpoint`, i.e. RLAIF). AI rankings made by the reward-model ranker (`--reward-model`) are never used:
+    they are the active reward model's own scores, so training the next one on them is circular (it learns
+    its own outputs and reinforces its errors).
+    """
+
     model_config = ConfigDict(extra="forbid")
     policy_model: str = ""
     reward_model: str = ""
@@ -37,6 +49,9 @@ class TrainingSettings(BaseModel):
     rm_accuracy_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
     rm_share_prefix: bool = Field(default=False, description="forward each prompt once per ranking group "
                                   "(decoder reward models; same result, faster on long prompts)")
+    ai_rankings: AiRankings = Field(default="exclude", description="AI rankings in RM/DPO training data: "
+                                    "'exclude' (human + imported only) or 'llm-judge' (also LLM-judge ones; "
+                                    "reward-model-ranked ones never)")
     policy_lr: float = Field(default=1e-5, gt=0)
     policy_steps: int = Field(default=20, ge=1)
     policy_batch_prompts: int = Field(default=8, ge=1, le=1024,

@@ -4,16 +4,19 @@ Two rankers: the active reward model's stored scores (completions.meta["rm_score
 `score_prompts` job), or an OpenAI-compatible chat endpoint configured by the admin, asked for an order
 like "B > A > C" and parsed defensively. Each task is claimed in one transaction, ranked outside any
 transaction (a slow endpoint must not hold the database), and submitted or skipped in another. Its
-rankings are stored with source='ai' and never enter human agreement figures. An AI annotator fills
-slots like anyone else: raise annotations_per_prompt if it should rank in addition to N people.
+rankings are stored with source='ai' and never enter human agreement figures; client_info records the ranker
+({"via": "ai-annotate", "ranker": "reward-model"} or {..., "ranker": "chat", "model": NAME}), which decides
+whether training may use them (app.registry.datasets: reward-model rankings never, LLM-judge ones on opt-in).
+An AI annotator fills slots like anyone else: raise annotations_per_prompt if it should rank in addition to
+N people.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import select
@@ -26,6 +29,7 @@ from app.labeling.errors import LabelingError
 from app.labeling.schemas import RankingIn
 from app.models import Project, User
 from app.quality.scoring import active_reward_version
+from app.registry.datasets import LLM_JUDGE_RANKER, REWARD_MODEL_RANKER
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,14 @@ class TaskView:
     rm_scores: list[float | None]
 
 
-Ranker = Callable[[TaskView], dict[int, int] | None]
+class Ranker(Protocol):
+    """Ranks a task (completion id -> rank, or None to skip) and says what it is for the ranking's client_info."""
+
+    def __call__(self, view: TaskView) -> dict[int, int] | None: ...
+
+    def client_info(self) -> dict[str, Any]:
+        """The ranker's label, stored in client_info next to "via" (at least a "ranker" key)."""
+        ...
 
 
 def ai_user(db: Session, name: str = "reward-model") -> User:
@@ -62,11 +73,22 @@ def ranks_from_scores(ids: Sequence[int], scores: Sequence[float]) -> dict[int, 
     return {cid: level[s] for cid, s in zip(ids, scores, strict=True)}
 
 
-def rm_ranker(view: TaskView) -> dict[int, int] | None:
-    """Rank by the stored reward-model scores; None (skip) when a shown completion has none."""
-    if any(s is None for s in view.rm_scores):
-        return None
-    return ranks_from_scores(view.completion_ids, [float(s) for s in view.rm_scores if s is not None])
+@dataclass(frozen=True)
+class RewardModelRanker:
+    """Ranks by the active reward model's stored scores (its rankings never train a model, see datasets)."""
+
+    def __call__(self, view: TaskView) -> dict[int, int] | None:
+        """Ranks from the scores; None (skip) when a shown completion has none."""
+        if any(s is None for s in view.rm_scores):
+            return None
+        return ranks_from_scores(view.completion_ids, [float(s) for s in view.rm_scores if s is not None])
+
+    def client_info(self) -> dict[str, Any]:
+        """{"ranker": "reward-model"}."""
+        return {"ranker": REWARD_MODEL_RANKER}
+
+
+rm_ranker = RewardModelRanker()
 
 
 _ORDER = re.compile(r"[A-P](?:\s*(?:>|=|,)\s*[A-P])+")
@@ -121,6 +143,10 @@ class ChatRanker:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         return httpx.Request("POST", self.endpoint.rstrip("/") + "/chat/completions", json=body, headers=headers)
 
+    def client_info(self) -> dict[str, Any]:
+        """{"ranker": "chat", "model": the model name}: an LLM judge (RLAIF data when the project opts in)."""
+        return {"ranker": LLM_JUDGE_RANKER, "model": self.model}
+
     @staticmethod
     def reply_text(payload: Any) -> str:
         """The first choice's message content, or '' for any other shape."""
@@ -173,8 +199,10 @@ class AnnotateResult:
 def annotate(factory: sessionmaker[Session], project_id: int, user_id: int, ranker: Ranker,
              max_tasks: int) -> AnnotateResult:
     """Claim, rank and submit up to `max_tasks` tasks as the AI user; a task the ranker cannot rank is
-    skipped with a reason (so it goes back to the pool for people)."""
+    skipped with a reason (so it goes back to the pool for people). Each ranking's client_info carries
+    "via": "ai-annotate" and the ranker's `client_info()`."""
     result = AnnotateResult()
+    info = {"via": "ai-annotate", **ranker.client_info()}
     for _ in range(max_tasks):
         with unit_of_work(factory) as db:
             project, user = labeling.labeling_project(db, project_id), db.get(User, user_id)
@@ -192,7 +220,7 @@ def annotate(factory: sessionmaker[Session], project_id: int, user_id: int, rank
                 result.skipped += 1
                 continue
             try:
-                out = labeling.submit(db, user, view.assignment_id, RankingIn(ranks=ranks), {"via": "ai-annotate"})
+                out = labeling.submit(db, user, view.assignment_id, RankingIn(ranks=ranks), dict(info))
             except LabelingError:
                 labeling.skip(db, user, view.assignment_id, "AI annotator: ranking refused")
                 result.skipped += 1

@@ -3,6 +3,11 @@
 A group is one ranking (ranks {completion: rank}, 1 = best, ties equal) or one imported pair (a group of
 two). Only comparisons with id <= watermark are read, so a retried job with the same watermark reads
 exactly the same data; the snapshot hash lets the job check that.
+
+Which rankings train is the project's `training.ai_rankings` policy: human and imported rankings always,
+AI rankings (source 'ai') only with "llm-judge" and only those an LLM judge made (client_info["ranker"] ==
+LLM_JUDGE_RANKER). AI rankings from the reward-model ranker never train: they are the active reward
+model's own scores, and a model trained on its own outputs only reinforces its errors.
 """
 
 from __future__ import annotations
@@ -16,8 +21,14 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from app.models import Comparison, Completion, Prompt, Ranking
+from app.projects.schemas import AiRankings
 
 PromptValue = str | list[dict[str, str]]
+
+LLM_JUDGE_RANKER = "chat"
+"""client_info["ranker"] of an AI ranking made by an LLM judge (app.quality.ai_annotator.ChatRanker)."""
+REWARD_MODEL_RANKER = "reward-model"
+"""client_info["ranker"] of an AI ranking made from the reward model's scores (never trained on)."""
 
 
 @dataclass
@@ -28,6 +39,7 @@ class TrainingSnapshot:
     groups: list[dict[str, Any]] = field(default_factory=list)
     comparison_ids: list[int] = field(default_factory=list)
     snapshot_hash: str = ""
+    ai_rankings_left_out: int = 0
 
 
 def prompt_value(prompt: Prompt) -> PromptValue:
@@ -43,8 +55,28 @@ def prompt_value(prompt: Prompt) -> PromptValue:
     return text
 
 
-def load_snapshot(db: Session, project_id: int, watermark: int) -> TrainingSnapshot:
-    """Ranking groups built from every non-tied comparison of the project with id <= watermark."""
+def trains_on(ranking: Ranking, ai_rankings: AiRankings) -> bool:
+    """Whether `ranking` is training data under the `ai_rankings` policy (see the module docstring)."""
+    if ranking.source != "ai":
+        return True
+    return ai_rankings == "llm-judge" and (ranking.client_info or {}).get("ranker") == LLM_JUDGE_RANKER
+
+
+def _trainable_rankings(db: Session, ranking_ids: list[int],
+                        ai_rankings: AiRankings) -> tuple[dict[int, Ranking], int]:
+    """The rankings among `ranking_ids` that train under the policy, by id, and how many AI ones it left out."""
+    loaded = list(db.scalars(select(Ranking).where(Ranking.id.in_(ranking_ids)))) if ranking_ids else []
+    kept = {r.id: r for r in loaded if trains_on(r, ai_rankings)}
+    return kept, sum(1 for r in loaded if r.source == "ai" and r.id not in kept)
+
+
+def load_snapshot(db: Session, project_id: int, watermark: int,
+                  ai_rankings: AiRankings = "exclude") -> TrainingSnapshot:
+    """Ranking groups built from the non-tied comparisons of the project with id <= watermark, of the
+    rankings `ai_rankings` allows (`trains_on`) and of imported pairs without a ranking.
+
+    `ai_rankings_left_out` counts the AI rankings the policy kept out, for the callers' messages.
+    """
     rows = db.execute(
         select(Comparison.id, Comparison.ranking_id, Comparison.prompt_id, Comparison.winner_id, Comparison.loser_id,
                Comparison.weight, Comparison.annotator_id)
@@ -58,7 +90,7 @@ def load_snapshot(db: Session, project_id: int, watermark: int) -> TrainingSnaps
             loose.append(row)
         else:
             by_ranking.setdefault(row.ranking_id, []).append(row.id)
-    rankings = {r.id: r for r in db.scalars(select(Ranking).where(Ranking.id.in_(list(by_ranking))))} if by_ranking else {}
+    rankings, left_out = _trainable_rankings(db, list(by_ranking), ai_rankings)
     completion_ids: set[int] = {c for row in loose for c in (row.winner_id, row.loser_id)}
     for ranking in rankings.values():
         completion_ids.update(int(c) for c in ranking.ranks)
@@ -69,7 +101,7 @@ def load_snapshot(db: Session, project_id: int, watermark: int) -> TrainingSnaps
 
     groups: list[dict[str, Any]] = []
     used: list[int] = []
-    for ranking_id in sorted(by_ranking):
+    for ranking_id in sorted(rankings):
         ranking = rankings[ranking_id]
         items = sorted((int(cid), int(rank)) for cid, rank in ranking.ranks.items() if int(cid) in texts)
         if len(items) < 2 or len({rank for _, rank in items}) < 2:
@@ -98,7 +130,8 @@ def load_snapshot(db: Session, project_id: int, watermark: int) -> TrainingSnaps
     used.sort()
     digest = hashlib.sha256(json.dumps({"ids": used, "groups": [(g["group_id"], g["ranks"], g["weight"])
                                                                  for g in groups]}).encode()).hexdigest()
-    return TrainingSnapshot(watermark=watermark, groups=groups, comparison_ids=used, snapshot_hash=digest)
+    return TrainingSnapshot(watermark=watermark, groups=groups, comparison_ids=used, snapshot_hash=digest,
+                            ai_rankings_left_out=left_out)
 
 
 def project_prompts(db: Session, project_id: int) -> list[tuple[int, PromptValue]]:

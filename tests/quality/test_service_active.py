@@ -121,12 +121,29 @@ def test_ai_annotator_ranks_by_rm_scores_and_stays_out_of_agreement(db: Session,
     assert result.submitted == 3 and result.skipped == 0
     rankings = db.scalars(select(Ranking).where(Ranking.annotator_id == ai.id)).all()
     assert {r.source for r in rankings} == {"ai"}
+    assert all(r.client_info == {"via": "ai-annotate", "ranker": "reward-model"} for r in rankings)
     for r in rankings:
         assert sorted(r.ranks, key=r.ranks.__getitem__) == sorted(r.ranks, key=int)  # lower id = higher reward
     data = service.get_quality(db, project, fresh=True).to_dict()
     # The human and the AI disagree on everything, yet no human pair exists: no agreement figure at all.
     assert data["agreement"]["n_prompts_multi"] == 0 and data["agreement"]["pairwise_agreement"] is None
     assert next(a for a in data["annotators"] if a["id"] == ai.id)["is_ai"] is True
+
+
+def test_ai_annotator_with_a_chat_ranker_records_the_judge(db: Session, clean_engine: object) -> None:
+    project = seeded_project(db, prompts=2, k=3, n=1)
+    ai = ai_user(db, "judge-1")
+    db.commit()
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"choices": [{"message": {"content": "C > A > B"}}]})
+
+    ranker = ChatRanker("http://judge.invalid/v1", "judge-1", client=httpx.Client(transport=httpx.MockTransport(endpoint)))
+    result = annotate(sessionmaker(bind=clean_engine), project.id, ai.id, ranker, max_tasks=5)  # type: ignore[call-overload]
+    assert result.submitted == 2 and result.skipped == 0
+    rankings = db.scalars(select(Ranking).where(Ranking.id.in_(result.ranking_ids))).all()
+    assert len(rankings) == 2 and {r.source for r in rankings} == {"ai"}
+    assert all(r.client_info == {"via": "ai-annotate", "ranker": "chat", "model": "judge-1"} for r in rankings)
 
 
 def test_rm_ranker_skips_tasks_without_scores(db: Session, clean_engine: object) -> None:

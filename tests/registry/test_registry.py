@@ -57,9 +57,11 @@ def _job(db: Session, project_id: int) -> int:
     return queue.enqueue(db, "train_reward_model", project_id)[0].id
 
 
-def _rank(db: Session, project_id: int, prompt_id: int, completion_ids: list[int], ranks: list[int]) -> list[int]:
+def _rank(db: Session, project_id: int, prompt_id: int, completion_ids: list[int], ranks: list[int],
+          source: str = "human", client_info: dict[str, object] | None = None) -> list[int]:
     ranking = Ranking(project_id=project_id, prompt_id=prompt_id, shown_order=completion_ids, weight=0.5,
-                      ranks={str(c): r for c, r in zip(completion_ids, ranks, strict=True)})
+                      ranks={str(c): r for c, r in zip(completion_ids, ranks, strict=True)}, source=source,
+                      client_info=client_info or {})
     db.add(ranking)
     db.flush()
     ids = []
@@ -104,6 +106,42 @@ def test_snapshot_lineage_and_watermark(db: Session) -> None:
     assert registry.lineage(db, version.id) == snap.comparison_ids
     assert [v.id for v in registry.trained_by(db, loose.id)] == [version.id]
     assert registry.trained_by(db, later[0]) == []
+
+
+def test_snapshot_ai_rankings_policy(db: Session) -> None:
+    """Default: human + imported only; "llm-judge" adds LLM-judge AI rankings; reward-model ones never train."""
+    project = make_project(db)
+    prompts = [make_prompt(db, project, 2) for _ in range(5)]
+    cids = [[c.id for c in db.scalars(_completions(p.id))] for p in prompts]
+    human = _rank(db, project.id, prompts[0].id, cids[0], [1, 2])
+    imported = _rank(db, project.id, prompts[1].id, cids[1], [2, 1], source="imported")
+    judge = _rank(db, project.id, prompts[2].id, cids[2], [1, 2], source="ai",
+                  client_info={"via": "ai-annotate", "ranker": "chat", "model": "judge-1"})
+    by_rm = _rank(db, project.id, prompts[3].id, cids[3], [1, 2], source="ai",
+                  client_info={"via": "ai-annotate", "ranker": "reward-model"})
+    loose = Comparison(project_id=project.id, prompt_id=prompts[4].id, winner_id=cids[4][0], loser_id=cids[4][1],
+                       source="imported")
+    db.add(loose)
+    db.flush()
+    human_g, imported_g, judge_g, rm_g = (_group_of(db, ids) for ids in (human, imported, judge, by_rm))
+
+    default = datasets.load_snapshot(db, project.id, loose.id)
+    assert default.comparison_ids == sorted(human + imported + [loose.id])
+    assert [g["group_id"] for g in default.groups] == [human_g, imported_g, f"comparison-{loose.id}"]
+    assert default.ai_rankings_left_out == 2
+    assert datasets.load_snapshot(db, project.id, loose.id, "exclude").snapshot_hash == default.snapshot_hash
+
+    opted = datasets.load_snapshot(db, project.id, loose.id, "llm-judge")
+    assert opted.comparison_ids == sorted(human + imported + judge + [loose.id])
+    assert [g["group_id"] for g in opted.groups] == [human_g, imported_g, judge_g, f"comparison-{loose.id}"]
+    assert rm_g not in {g["group_id"] for g in opted.groups} and opted.ai_rankings_left_out == 1
+    assert opted.snapshot_hash != default.snapshot_hash
+    assert datasets.load_snapshot(db, project.id, loose.id, "llm-judge").snapshot_hash == opted.snapshot_hash
+
+
+def _group_of(db: Session, comparison_ids: list[int]) -> str:
+    """The snapshot group id of the ranking the comparisons came from."""
+    return f"ranking-{db.get(Comparison, comparison_ids[0]).ranking_id}"  # type: ignore[union-attr]
 
 
 def _completions(prompt_id: int):  # type: ignore[no-untyped-def]

@@ -77,3 +77,17 @@ def test_configure_loop_and_worker_once(db: Session, cli_env: dict[str, str], ti
                               "--rloo-k", "3", "--kl-beta", "0.05", "--json"])
     assert hub.exit_code == 0, hub.output  # hub ids are the worker's to resolve, not refused here
     assert '"reward_model": "org/reward-model"' in hub.output and '"rloo_k": 3' in hub.output
+
+
+def test_configure_ai_rankings(db: Session, cli_env: dict[str, str]) -> None:
+    project = make_project(db)
+    db.commit()
+    assert settings_of(project).training.ai_rankings == "exclude"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["projects", "configure", str(project.id), "--ai-rankings", "llm-judge", "--json"])
+    assert result.exit_code == 0, result.output
+    db.expire_all()
+    assert settings_of(db.get(type(project), project.id)).training.ai_rankings == "llm-judge"  # type: ignore[arg-type]
+    db.commit()
+    bad = runner.invoke(cli, ["projects", "configure", str(project.id), "--ai-rankings", "reward-model"])
+    assert bad.exit_code != 0 and "ai_rankings" in bad.output, bad.output

@@ -1,5 +1,6 @@
 """Handlers in process on both dialects: DPO policy training with lineage, cancelling a running training job,
-and a sampling job for a project with no policy failing with a clear, non-retried error."""
+a sampling job for a project with no policy failing with a clear, non-retried error, and reward training
+with only AI rankings (left out by default) failing with a message that says so and how to opt in."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from app.db import make_session_factory, unit_of_work
 from app.jobs import queue
-from app.models import Job, ModelVersion
+from app.models import Comparison, Completion, Job, ModelVersion, Ranking
+from app.registry import datasets
 from app.registry import service as registry
 from app.settings import Settings
 from tests.factories import make_project, make_prompt
@@ -79,3 +81,32 @@ def test_missing_policy_fails_without_retry(db: Session, clean_engine: Engine, s
     done = db.get(Job, job.id)
     assert done is not None and done.status == "failed" and done.attempts == 1
     assert "no policy model" in (done.error or "") and f"projects configure {project.id}" in (done.error or "")
+
+
+def test_only_ai_rankings_fail_reward_training_with_a_clear_error(db: Session, clean_engine: Engine,
+                                                                  settings: Settings) -> None:
+    project = make_project(db, settings={"training": {"reward_model": "/models/reward"}})
+    for ranker in ("reward-model", "chat"):
+        prompt = make_prompt(db, project, 2)
+        best, worst = db.scalars(select(Completion.id).where(Completion.prompt_id == prompt.id)
+                                 .order_by(Completion.id)).all()
+        ranking = Ranking(project_id=project.id, prompt_id=prompt.id, source="ai", ranks={str(best): 1, str(worst): 2},
+                          shown_order=[best, worst], client_info={"via": "ai-annotate", "ranker": ranker})
+        db.add(ranking)
+        db.flush()
+        db.add(Comparison(project_id=project.id, prompt_id=prompt.id, ranking_id=ranking.id, winner_id=best,
+                          loser_id=worst))
+    job, _ = queue.enqueue(db, "train_reward_model", project.id, max_attempts=3)
+    db.commit()
+    assert run_worker(settings, _config(), engine=clean_engine) == 1
+    db.expire_all()
+    done = db.get(Job, job.id)
+    assert done is not None and done.status == "failed" and done.attempts == 1
+    error = done.error or ""
+    assert "no rankings to train on" in error and "2 AI rankings were left out" in error, error
+    assert f"prefloop projects configure {project.id} --ai-rankings llm-judge" in error
+
+    # With the opt-in, the LLM-judge ranking trains; the reward-model-ranked one is still left out.
+    watermark = max(db.scalars(select(Comparison.id).where(Comparison.project_id == project.id)))
+    opted = datasets.load_snapshot(db, project.id, watermark, "llm-judge")
+    assert len(opted.groups) == 1 and opted.ai_rankings_left_out == 1

@@ -1,5 +1,6 @@
 """`train_policy`: improve the active policy against the active reward model (PPO, RLOO) or on the rankings
-directly (DPO), evaluate on held-out prompts before and after, and decide promotion.
+directly (DPO), evaluate on held-out prompts before and after, and decide promotion. DPO reads the same
+rankings as reward training (human and imported; LLM-judge AI rankings only with `training.ai_rankings`).
 
 The run starts from the active policy; KL is measured against that starting policy. Metrics keep the
 per-step history for the plots on the models page. Like reward training, the version row and output
@@ -62,10 +63,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 raise JobFailure("the project switched to DPO while this job started; the retry takes a watermark")
             if payload.watermark is None:
                 queue.set_payload(db, ctx.job_id, ctx.worker_id, {"watermark": watermark})
-            snapshot = datasets.load_snapshot(db, project.id, watermark)
+            snapshot = datasets.load_snapshot(db, project.id, watermark, training.ai_rankings)
             groups, comparison_ids = snapshot.groups, snapshot.comparison_ids
             if not groups:
-                raise JobFailure(f"DPO needs rankings; none up to comparison id {watermark}", retryable=False)
+                left_out = (f" ({snapshot.ai_rankings_left_out} AI rankings left out by training.ai_rankings="
+                            f"{training.ai_rankings})") if snapshot.ai_rankings_left_out else ""
+                raise JobFailure(f"DPO needs rankings; none up to comparison id {watermark}{left_out}",
+                                 retryable=False)
         config = PolicyTrainConfig(
             algorithm=algorithm, seed=sampling.seed, steps=training.policy_steps, learning_rate=training.policy_lr,
             kl_coef=training.kl_beta, dpo_beta=training.dpo_beta,

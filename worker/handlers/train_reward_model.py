@@ -1,4 +1,7 @@
-"""`train_reward_model`: train a new reward model on every comparison up to the job's watermark.
+"""`train_reward_model`: train a new reward model on the comparisons up to the job's watermark.
+
+Training data is human and imported rankings, plus LLM-judge AI rankings when the project opts in
+(`training.ai_rankings`; see app.registry.datasets). Rankings from the reward-model ranker never train.
 
 The watermark (max comparison id at the first attempt) is stored in the payload, and the version row and
 its output directory are created once per job, so a retry after a crash reads exactly the same groups
@@ -33,6 +36,19 @@ from worker.handlers.common import (
 )
 
 
+def no_data_message(snapshot: datasets.TrainingSnapshot, project_id: int, ai_rankings: str) -> str:
+    """Why a snapshot has no groups: none at all, or only AI rankings the project's policy leaves out."""
+    message = f"no rankings to train on (comparisons up to id {snapshot.watermark})"
+    if not snapshot.ai_rankings_left_out:
+        return message
+    message += f": {snapshot.ai_rankings_left_out} AI rankings were left out"
+    if ai_rankings == "exclude":
+        return message + (" (training uses human and imported rankings only; to include LLM-judge rankings, "
+                          f"prefloop projects configure {project_id} --ai-rankings llm-judge; rankings made by "
+                          "the reward model itself are never used)")
+    return message + " (they were made by the reward-model ranker, whose rankings are never used for training)"
+
+
 def run(ctx: JobContext) -> dict[str, Any]:
     """Train, measure, record lineage and decide promotion; returns the version and its held-out accuracy."""
     from worker.training.checkpoint import CheckpointError
@@ -55,9 +71,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
             # First attempt only: store current trust weights so the snapshot trains on them; a retry
             # keeps them (recomputing would change the snapshot hash it checks).
             recompute_trust_weights(db, project)
-        snapshot = datasets.load_snapshot(db, project.id, watermark)
+        snapshot = datasets.load_snapshot(db, project.id, watermark, training.ai_rankings)
         if not snapshot.groups:
-            raise JobFailure(f"no rankings to train on (comparisons up to id {watermark})", retryable=False)
+            raise JobFailure(no_data_message(snapshot, project.id, training.ai_rankings), retryable=False)
         groups = ranking_groups(snapshot.groups)
         train, heldout = split_by_prompt(groups, training.rm_heldout_fraction, seed=0)
         if not train:
@@ -77,7 +93,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         )
         if version.data_snapshot_hash and version.data_snapshot_hash != snapshot.snapshot_hash:
             raise JobFailure(f"the comparisons up to id {watermark} changed since the first attempt "
-                             "(deleted or re-weighted); start a new training job", retryable=False)
+                             "(deleted or re-weighted, or training.ai_rankings changed); start a new training job",
+                             retryable=False)
         version.data_snapshot_hash = snapshot.snapshot_hash
         out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, "reward", version.id)
         version_id, version_name = version.id, version.name
