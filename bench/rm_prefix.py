@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heldout-fraction", type=float, default=0.2)
     parser.add_argument("--max-posts", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=None,
+                        help="width of a wider model than the tiny one (intermediate 3x, heads of 64)")
+    parser.add_argument("--layers", type=int, default=None, help="layers of the wider model")
     parser.add_argument("--quick", action="store_true", help="fewer posts and one epoch (about a minute on CPU)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -132,12 +135,21 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         tokenizer = train_tokenizer(default_texts() + [p + c for p, cs in posts for c, _ in cs], vocab_size=2048)
-        base = str(init_tiny_reward(work / "tiny-reward", tokenizer, seed=args.seed))
+        wider: dict[str, int] = {}
+        if args.hidden:
+            heads = max(1, args.hidden // 64)
+            wider = {"hidden_size": args.hidden, "intermediate_size": 3 * args.hidden, "num_attention_heads": heads,
+                     "num_key_value_heads": heads}
+        if args.layers:
+            wider["num_hidden_layers"] = args.layers
+        base = str(init_tiny_reward(work / "reward", tokenizer, seed=args.seed, **wider))
+        n_params = sum(p.numel() for p in load_reward_model(base)[0].parameters())
         for k in args.k:
             groups = simulate(posts, k, args.seed + k)
             train, heldout = split_by_prompt(groups, args.heldout_fraction, seed=args.seed)
             print(f"\nK={k}: {len(train)} train posts ({sum(len(g.pairs()) for g in train)} comparisons), "
-                  f"{len(heldout)} held-out; max_length={args.max_length}; device={device}", flush=True)
+                  f"{len(heldout)} held-out; max_length={args.max_length}; {n_params / 1e6:.1f}M parameters; device={device}",
+                  flush=True)
             results = {}
             for share in (False, True):
                 name = "shared" if share else "full"
@@ -160,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
                 "max_loss_difference": drift,
                 "full_accuracy": round(full["accuracy"], 4),
                 "shared_accuracy": round(shared["accuracy"], 4),
+                "parameters": n_params,
                 "device": device,
             })
             print(f"  speedup {summary[-1]['speedup']}x, {summary[-1]['positions_ratio']}x fewer positions, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -76,8 +77,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTo
     return fast
 
 
-def _tiny_config(tokenizer: PreTrainedTokenizerFast, **extra: object) -> LlamaConfig:
-    return LlamaConfig(
+def _tiny_config(tokenizer: PreTrainedTokenizerFast, **extra: Any) -> LlamaConfig:
+    """The tiny Llama config for `tokenizer`; `extra` adds or overrides fields (e.g. a wider bench model)."""
+    fields: dict[str, Any] = dict(
         vocab_size=len(tokenizer),
         hidden_size=TINY_HIDDEN,
         intermediate_size=TINY_INTERMEDIATE,
@@ -89,8 +91,8 @@ def _tiny_config(tokenizer: PreTrainedTokenizerFast, **extra: object) -> LlamaCo
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
-        **extra,
     )
+    return LlamaConfig(**{**fields, **extra})
 
 
 def init_tiny_policy(out_dir: str | Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Path:
@@ -111,12 +113,14 @@ def init_tiny_policy(out_dir: str | Path, tokenizer: PreTrainedTokenizerFast, se
     return out
 
 
-def init_tiny_reward(out_dir: str | Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Path:
-    """Create a random tiny reward model (LlamaForSequenceClassification, num_labels=1) in `out_dir`."""
+def init_tiny_reward(out_dir: str | Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0,
+                     **config: Any) -> Path:
+    """Create a random tiny reward model (LlamaForSequenceClassification, num_labels=1) in `out_dir`;
+    `config` overrides fields of the tiny Llama config."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = LlamaForSequenceClassification(_tiny_config(tokenizer, num_labels=1))
+    model = LlamaForSequenceClassification(_tiny_config(tokenizer, **{**config, "num_labels": 1}))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

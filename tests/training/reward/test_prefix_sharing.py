@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassificatio
 from tests.training.reward.conftest import planted_groups
 from worker.training.groups import RankingGroup
 from worker.training.reward import RewardTrainConfig, train_reward_model
-from worker.training.reward.batching import collate, encode_groups, shared_prefix_length
+from worker.training.reward.batching import collate, encode_groups, fit_group, shared_prefix_length
 from worker.training.reward.config import ConfigError
 from worker.training.reward.model import RewardModule, load_reward_model
 
@@ -99,3 +99,16 @@ def test_training_with_sharing_follows_the_same_curve(tiny_reward_dir: Path, tmp
 def test_sharing_and_gradient_checkpointing_exclude_each_other() -> None:
     with pytest.raises(ConfigError, match="share_prefix"):
         RewardTrainConfig(base_model="x", share_prefix=True, gradient_checkpointing=True)
+
+
+def test_long_groups_lose_the_same_prompt_tokens() -> None:
+    prompt = list(range(100, 130))  # 30 shared tokens
+    rows = [prompt + [1, 2], prompt + [3, 4, 5, 6, 7, 8], prompt + [9]]
+    fitted = fit_group(rows, max_length=20)
+    # The longest row (36 tokens) must lose 16: all rows lose the same 16 prompt tokens.
+    assert fitted == [prompt[16:] + [1, 2], prompt[16:] + [3, 4, 5, 6, 7, 8], prompt[16:] + [9]]
+    assert shared_prefix_length(fitted) == 14
+    assert fit_group(rows, max_length=40) == rows  # short enough: untouched
+    # When the shared part cannot absorb the excess, all of it goes (the same context, none, for every
+    # completion) and a row still too long keeps its end.
+    assert fit_group(rows, max_length=4) == [[1, 2], [5, 6, 7, 8], [9]]

@@ -106,14 +106,26 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[
     return [list(ids) for ids in encoded["input_ids"]]
 
 
+def fit_group(rows: Sequence[list[int]], max_length: int) -> list[list[int]]:
+    """Cut a group's sequences to `max_length` tokens, taking the same tokens off the start of the part they
+    share (the prompt), so every completion is judged against the same context and the group keeps a
+    common prefix to share. Only what is still too long after that loses its start on its own."""
+    excess = max(len(r) for r in rows) - max_length
+    if excess <= 0:
+        return [list(r) for r in rows]
+    cut = min(excess, shared_prefix_length(rows))
+    return [list(r[cut:][-max_length:]) for r in rows]
+
+
 def encode_groups(groups: Sequence[RankingGroup], tokenizer: Any, max_length: int) -> list[EncodedGroup]:
-    """Render and tokenize every (prompt, completion) of every group in one tokenizer call."""
+    """Render and tokenize every (prompt, completion) of every group in one tokenizer call, then fit each
+    group to `max_length` (`fit_group`)."""
     texts = [render_prompt(g.prompt, c, tokenizer) for g in groups for c in g.completions]
-    ids = encode_texts(tokenizer, texts, max_length)
+    ids = [list(x) for x in tokenizer(texts, truncation=False, padding=False, verbose=False)["input_ids"]]
     out, pos = [], 0
     for g in groups:
         k = len(g.completions)
-        out.append(EncodedGroup(input_ids=ids[pos : pos + k], pairs=g.pairs(), weight=g.weight))
+        out.append(EncodedGroup(input_ids=fit_group(ids[pos : pos + k], max_length), pairs=g.pairs(), weight=g.weight))
         pos += k
     return out
 
