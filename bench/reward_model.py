@@ -110,6 +110,17 @@ class PeakMemory:
             self._thread.join()
 
 
+def quiet_torch(seed: int) -> str:
+    """Silence transformers' progress output, seed torch, use up to 4 CPU threads; returns the device name."""
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def heldout_accuracy(model: Any, tokenizer: Any, heldout: list[RankingGroup], max_length: int) -> float:
     """Same scoring code for both trainers: reward at the model's own pooling point, all held-out pairs."""
     device = next(model.parameters()).device
@@ -217,13 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick and args.max_prompts is None:
         args.max_prompts = 150 if args.model == "tiny" else 100
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    torch.manual_seed(args.seed)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    device = quiet_torch(args.seed)
     prompts = load_prompts(args.data)[: args.max_prompts]
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -19,7 +19,6 @@ import argparse
 import collections
 import csv
 import json
-import os
 import random
 import re
 import sys
@@ -31,9 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
-from reward_model import PeakMemory, heldout_accuracy  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
+from reward_model import PeakMemory, heldout_accuracy, quiet_torch  # noqa: E402
 
 from worker.training.groups import RankingGroup, split_by_prompt  # noqa: E402
 from worker.training.reward import RewardTrainConfig, train_reward_model  # noqa: E402
@@ -124,13 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         args.max_posts = args.max_posts or 60
         args.epochs = 1.0
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    torch.manual_seed(args.seed)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    device = quiet_torch(args.seed)
     posts = load_posts(args.data)[: args.max_posts]
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -71,16 +71,22 @@ def test_cancel_running_training(db: Session, clean_engine: Engine, settings: Se
     assert registry.active_version(db, project.id, "reward").name == "reward-v0"  # type: ignore[union-attr]
 
 
-def test_missing_policy_fails_without_retry(db: Session, clean_engine: Engine, settings: Settings) -> None:
-    project = make_project(db)
-    make_prompt(db, project, 0)
-    job, _ = queue.enqueue(db, "sample_completions", project.id, max_attempts=3)
+def _fails_at_once(db: Session, engine: Engine, settings: Settings, kind: str, project_id: int) -> str:
+    """Run one `kind` job (3 attempts allowed) through a real worker; it must fail on the first; its error."""
+    job, _ = queue.enqueue(db, kind, project_id, max_attempts=3)
     db.commit()
-    assert run_worker(settings, _config(), engine=clean_engine) == 1
+    assert run_worker(settings, _config(), engine=engine) == 1
     db.expire_all()
     done = db.get(Job, job.id)
     assert done is not None and done.status == "failed" and done.attempts == 1
-    assert "no policy model" in (done.error or "") and f"projects configure {project.id}" in (done.error or "")
+    return done.error or ""
+
+
+def test_missing_policy_fails_without_retry(db: Session, clean_engine: Engine, settings: Settings) -> None:
+    project = make_project(db)
+    make_prompt(db, project, 0)
+    error = _fails_at_once(db, clean_engine, settings, "sample_completions", project.id)
+    assert "no policy model" in error and f"projects configure {project.id}" in error
 
 
 def test_only_ai_rankings_fail_reward_training_with_a_clear_error(db: Session, clean_engine: Engine,
@@ -96,13 +102,7 @@ def test_only_ai_rankings_fail_reward_training_with_a_clear_error(db: Session, c
         db.flush()
         db.add(Comparison(project_id=project.id, prompt_id=prompt.id, ranking_id=ranking.id, winner_id=best,
                           loser_id=worst))
-    job, _ = queue.enqueue(db, "train_reward_model", project.id, max_attempts=3)
-    db.commit()
-    assert run_worker(settings, _config(), engine=clean_engine) == 1
-    db.expire_all()
-    done = db.get(Job, job.id)
-    assert done is not None and done.status == "failed" and done.attempts == 1
-    error = done.error or ""
+    error = _fails_at_once(db, clean_engine, settings, "train_reward_model", project.id)
     assert "no rankings to train on" in error and "2 AI rankings were left out" in error, error
     assert f"prefloop projects configure {project.id} --ai-rankings llm-judge" in error
 

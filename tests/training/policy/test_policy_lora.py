@@ -14,7 +14,12 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 import worker.training.policy.train as train_module
-from tests.training.policy.policy_helpers import make_prompts, vowel_reward
+from tests.training.policy.policy_helpers import (
+    assert_same_checkpoint,
+    make_prompts,
+    run_planted,
+    stop_after,
+)
 from tests.training.policy.test_policy_offline import _groups
 from worker.training.checkpoint import verify_checkpoint
 from worker.training.policy import PolicyTrainConfig, PolicyTrainResult, train_policy
@@ -144,16 +149,8 @@ def test_lora_dpo_learns_and_saves_a_merged_model(
     assert float((trained_lp - _logprobs(base, probe)).abs().max()) > 1e-2
 
 
-def _rloo(tiny: dict[str, Path], out: Path, cfg: PolicyTrainConfig, **kw: Any) -> PolicyTrainResult:
-    return train_policy(
-        cfg,
-        policy_path=tiny["policy"],
-        output_dir=out,
-        prompts=TRAIN_PROMPTS,
-        reward_fn=vowel_reward,
-        heldout_prompts=HELDOUT,
-        **kw,
-    )
+def _run(tiny: dict[str, Path], out: Path, cfg: PolicyTrainConfig, **kw: Any) -> PolicyTrainResult:
+    return run_planted(tiny, out, cfg, TRAIN_PROMPTS, HELDOUT, **kw)  # type: ignore[no-any-return]
 
 
 def _rloo_cfg(**kw: Any) -> PolicyTrainConfig:
@@ -169,7 +166,7 @@ def _rloo_cfg(**kw: Any) -> PolicyTrainConfig:
 
 
 def test_lora_rloo_completes_steps(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    result = _rloo(tiny_models, tmp_path, _rloo_cfg(steps=2))
+    result = _run(tiny_models, tmp_path, _rloo_cfg(steps=2))
     assert len(result.history) == 2
     assert all(torch.isfinite(torch.tensor([h["policy_loss"], h["entropy"]])).all() for h in result.history)
     assert result.metrics["before"]["kl"] == pytest.approx(0.0, abs=1e-5)  # policy == reference at start
@@ -185,28 +182,20 @@ def test_lora_rloo_completes_steps(tiny_models: dict[str, Path], tmp_path: Path)
 
 def test_interrupted_lora_run_resumes_to_same_weights(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     cfg = _rloo_cfg(steps=4, save_every=2, lr_schedule="linear")
-    full = _rloo(tiny_models, tmp_path / "full", cfg)
-    calls = {"n": 0}
-
-    def stop_after_two() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 3  # stop at step index 3 (state saved after step 2 and at the stop)
-
-    part = _rloo(tiny_models, tmp_path / "part", cfg, should_stop=stop_after_two)
+    full = _run(tiny_models, tmp_path / "full", cfg)
+    # Stop at step index 3 (state saved after step 2 and at the stop).
+    part = _run(tiny_models, tmp_path / "part", cfg, should_stop=stop_after(3))
     assert part.stopped and part.checkpoint is None and len(part.history) == 3
     state = tmp_path / "part" / train_module.STATE_DIR
     assert (state / "adapter_model.safetensors").is_file() and not (state / "model.safetensors").exists()
 
     with pytest.raises(ValueError, match="lora_r=4, not 0"):  # full fine-tuning cannot resume adapters
-        _rloo(tiny_models, tmp_path / "part", replace(cfg, lora_r=0))
+        _run(tiny_models, tmp_path / "part", replace(cfg, lora_r=0))
 
-    resumed = _rloo(tiny_models, tmp_path / "part", cfg)
+    resumed = _run(tiny_models, tmp_path / "part", cfg)
     assert len(resumed.history) == 4
     assert resumed.checkpoint is not None and full.checkpoint is not None
-    a = load_file(str(full.checkpoint / "model.safetensors"))
-    b = load_file(str(resumed.checkpoint / "model.safetensors"))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)
+    assert_same_checkpoint(full.checkpoint, resumed.checkpoint)
     for h_full, h_resumed in zip(full.history, resumed.history, strict=True):
         assert h_resumed["reward_mean"] == pytest.approx(h_full["reward_mean"], abs=1e-5)
         assert h_resumed["kl"] == pytest.approx(h_full["kl"], abs=1e-5)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from tests.training.policy.policy_helpers import make_prompts, vowel_reward
+from tests.training.policy.policy_helpers import (
+    assert_same_checkpoint,
+    make_prompts,
+    run_planted,
+    stop_after,
+)
 from worker.training.checkpoint import verify_checkpoint
 from worker.training.policy import PolicyTrainConfig, PolicyTrainResult, train_policy
 
@@ -36,15 +39,7 @@ def _cfg(algorithm: str, **kw: object) -> PolicyTrainConfig:
 
 
 def _run(tiny: dict[str, Path], out: Path, cfg: PolicyTrainConfig, **kw: object) -> PolicyTrainResult:
-    return train_policy(
-        cfg,
-        policy_path=tiny["policy"],
-        output_dir=out,
-        prompts=TRAIN_PROMPTS,
-        reward_fn=vowel_reward,
-        heldout_prompts=HELDOUT,
-        **kw,  # type: ignore[arg-type]
-    )
+    return run_planted(tiny, out, cfg, TRAIN_PROMPTS, HELDOUT, **kw)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("algorithm", ["rloo", "ppo"])
@@ -105,21 +100,13 @@ def test_adaptive_kl_ptx_and_reward_model_value_init(tiny_models: dict[str, Path
 def test_interrupted_run_resumes_to_same_weights(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     cfg = _cfg("ppo", steps=4, save_every=2, lr_schedule="linear")
     full = _run(tiny_models, tmp_path / "full", cfg)
-    calls = {"n": 0}
-
-    def stop_after_two() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 3  # stop at step index 3 (state saved after step 2 and at the stop)
-
-    part = _run(tiny_models, tmp_path / "part", cfg, should_stop=stop_after_two)
+    # Stop at step index 3 (state saved after step 2 and at the stop).
+    part = _run(tiny_models, tmp_path / "part", cfg, should_stop=stop_after(3))
     assert part.stopped and part.checkpoint is None and len(part.history) == 3
     resumed = _run(tiny_models, tmp_path / "part", cfg)
     assert len(resumed.history) == 4
     assert resumed.checkpoint is not None and full.checkpoint is not None
-    a = load_file(str(full.checkpoint / "model.safetensors"))
-    b = load_file(str(resumed.checkpoint / "model.safetensors"))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)
+    assert_same_checkpoint(full.checkpoint, resumed.checkpoint)
     assert resumed.history[-1]["reward_mean"] == pytest.approx(full.history[-1]["reward_mean"], abs=1e-5)
 
 
