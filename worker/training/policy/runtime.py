@@ -27,6 +27,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from worker.training.activation_checkpointing import enable_activation_checkpointing
 from worker.training.policy.common import (
     all_reduce_sum,
     dist_active,
@@ -183,7 +184,7 @@ def load_train_models(
     else:
         ref = copy.deepcopy(policy).eval().requires_grad_(False).to(device)
     if config.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
+        enable_activation_checkpointing(policy)
         policy.config.use_cache = False
     return policy.to(device), ref
 

@@ -17,6 +17,10 @@ import torch
 import torch.distributed as dist
 from transformers import AutoTokenizer
 
+from worker.training.activation_checkpointing import (
+    enable_activation_checkpointing,
+    supports_activation_checkpointing,
+)
 from worker.training.checkpoint import (
     has_training_state,
     load_meta,
@@ -207,8 +211,8 @@ def train_policy(
     if algo_name == "ppo":
         value, value_note = build_value_model(reward_model_path, policy_path)
         disable_dropout(value)
-        if config.gradient_checkpointing and hasattr(value.backbone, "gradient_checkpointing_enable"):
-            value.backbone.gradient_checkpointing_enable()
+        if config.gradient_checkpointing and supports_activation_checkpointing(value.backbone):
+            enable_activation_checkpointing(value.backbone)
         value = value.to(dev)
 
     if algo_name == "sft":

@@ -23,6 +23,8 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
+from worker.training.activation_checkpointing import enable_activation_checkpointing
+
 
 def ensure_pad_token(model: PreTrainedModel, tokenizer: Any) -> None:
     """Give tokenizer and model a pad token when missing (eos, else unk, else a new token)."""
@@ -49,7 +51,7 @@ def load_reward_model(
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     ensure_pad_token(model, tokenizer)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
         model.config.use_cache = False
     return model, tokenizer
 
