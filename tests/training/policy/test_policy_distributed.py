@@ -30,12 +30,12 @@ HELDOUT = make_prompts(6, seed=4)
 
 
 def _config(algorithm: str) -> PolicyTrainConfig:
-    # RL: 4 prompts x 2 samples per step; one minibatch per PPO epoch (minibatches are drawn per rank, so
-    # smaller ones would group rows differently on 1 and 2 ranks); no PPO-ptx (its batch is drawn per rank).
+    # RL: 4 prompts x 2 samples per step; PPO takes 2 epochs of 2 minibatches of 4 rows, drawn from one
+    # global permutation (so a rank's share of a minibatch varies); no PPO-ptx (its batch is drawn per rank).
     return PolicyTrainConfig(
         algorithm=algorithm, steps=3, batch_size=4, learning_rate=1e-3, save_every=1000, micro_batch_size=1,
         rollout_batch_size=4, num_samples=2, max_new_tokens=8, missing_eos_penalty=None, eval_max_prompts=6,
-        ppo_epochs=2 if algorithm == "ppo" else 1,
+        ppo_epochs=2 if algorithm == "ppo" else 1, minibatch_size=4 if algorithm == "ppo" else None,
     )
 
 

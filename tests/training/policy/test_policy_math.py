@@ -21,6 +21,7 @@ from worker.training.policy.common import (
     ranking_pairs,
     rloo_advantages,
 )
+from worker.training.policy.runtime import global_minibatches
 
 
 def test_gae_matches_hand_computation() -> None:
@@ -130,3 +131,19 @@ def test_adaptive_kl_controller() -> None:
     assert ctl.value == pytest.approx(0.102)
     ctl.update(current_kl=0.9, n_steps=1)  # error -0.1 -> * 0.99
     assert ctl.value == pytest.approx(0.102 * 0.99)
+
+
+def test_global_minibatches_split_one_process_minibatches_across_ranks() -> None:
+    k, local_rows, world = 3, 6, 2  # 2 prompts x 3 samples per rank, 4 prompts in all
+    perm = torch.randperm(local_rows * world, generator=torch.Generator().manual_seed(0))
+    single = global_minibatches(local_rows * world, k, 0, 1, 5, perm)
+    assert [m.tolist() for m in single] == [perm[i:i + 5].tolist() for i in (0, 5, 10)]
+    shares = [global_minibatches(local_rows, k, rank, world, 5, perm) for rank in range(world)]
+    for j, one_process in enumerate(single):
+        together = []
+        for rank in range(world):
+            r = shares[rank][j]
+            together += (((r // k) * world + rank) * k + r % k).tolist()  # back to global row ids
+        assert sorted(together) == sorted(one_process.tolist())
+    # Without a permutation and minibatch size, one minibatch of all local rows.
+    assert [m.tolist() for m in global_minibatches(local_rows, k, 1, world, None, None)] == [[0, 1, 2, 3, 4, 5]]

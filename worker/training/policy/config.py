@@ -23,9 +23,9 @@ class PolicyTrainConfig:
 
     Batch sizes are global (summed over DDP ranks) and must divide by the world size:
     `rollout_batch_size` counts prompts per RL step (each sampled `num_samples` times), `batch_size` counts
-    SFT demonstrations or DPO ranking groups per optimizer step. `minibatch_size` (rows per PPO/RLOO
-    optimizer step, per rank) and `micro_batch_size` (rows per forward; gradient accumulation in between)
-    bound memory. `steps` is the number of outer iterations; for SFT/DPO, None means `epochs` over the data.
+    SFT demonstrations or DPO ranking groups per optimizer step, `minibatch_size` rows (samples) per PPO/RLOO
+    optimizer step; `micro_batch_size` (rows per forward on each rank; gradient accumulation in between)
+    bounds memory. `steps` is the number of outer iterations; for SFT/DPO, None means `epochs` over the data.
     """
 
     algorithm: Algorithm = "ppo"

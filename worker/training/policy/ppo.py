@@ -117,7 +117,7 @@ class PPO(PolicyGradientBase):
         metrics = rollout_metrics(exp)
         rt.kl_ctl.update(metrics["kl"], cfg.rollout_batch_size * self.k)
         metrics.update(stats)
-        n_updates = cfg.ppo_epochs * len(chunks(rows, cfg.minibatch_size))
+        n_updates = cfg.ppo_epochs * len(chunks(rows * rt.world, cfg.minibatch_size))
         metrics.update(
             {
                 "kl_coef": beta,

@@ -15,7 +15,14 @@ import torch
 
 from worker.training.policy.common import all_reduce_sum, clipped_policy_loss, masked_whiten, rloo_advantages
 from worker.training.policy.experience import Experience, collect, rollout_metrics, set_kl
-from worker.training.policy.runtime import RewardFn, Runtime, chunks, response_forward, step_indices
+from worker.training.policy.runtime import (
+    RewardFn,
+    Runtime,
+    chunks,
+    global_minibatches,
+    response_forward,
+    step_indices,
+)
 from worker.training.sampling import Prompt, encode_prompts
 
 
@@ -49,7 +56,8 @@ class PolicyGradientBase:
         log-probs are the sampling-time ones, which saves a full forward over the batch."""
         idx = self.step_prompts(step)
         rows = len(idx) * self.k
-        single = self.rt.config.ppo_epochs == 1 and (self.rt.config.minibatch_size or rows) >= rows
+        global_rows = rows * self.rt.world
+        single = self.rt.config.ppo_epochs == 1 and (self.rt.config.minibatch_size or global_rows) >= global_rows
         exp = collect(
             self.rt, [self.prompt_ids[i] for i in idx], [self.prompts[i] for i in idx], self.k,
             self.sample_seed(step), self.reward_fn, not single, prompt_keys=idx,
@@ -75,17 +83,14 @@ class PolicyGradientBase:
         agg = torch.zeros(4)  # policy loss, clip frac, approx kl, entropy (token-weighted sums)
         n_tok = torch.zeros(())
         extra: dict[str, float] = {}
-        gen = torch.Generator().manual_seed(cfg.seed * 31 + step)
+        gen = torch.Generator().manual_seed(cfg.seed * 31 + step)  # the same permutation on every rank
         for _epoch in range(cfg.ppo_epochs):
-            perm = (
-                torch.randperm(rows, generator=gen)
-                if cfg.ppo_epochs > 1 or cfg.minibatch_size
-                else torch.arange(rows)
-            )
-            for mb in chunks(rows, cfg.minibatch_size):
-                idx = perm[mb]
+            shuffle = cfg.ppo_epochs > 1 or cfg.minibatch_size
+            perm = torch.randperm(rows * rt.world, generator=gen) if shuffle else None
+            for idx in global_minibatches(rows, self.k, rt.rank, rt.world, cfg.minibatch_size, perm):
                 global_tokens = all_reduce_sum(exp.mask[idx.to(exp.mask.device)].sum().cpu()).clamp(min=1)
-                for n_micro, micro in enumerate(chunks(len(idx), cfg.micro_batch_size)):
+                # A rank whose share is empty still joins the gradient sum in optimizer_step.
+                for n_micro, micro in enumerate(chunks(len(idx), cfg.micro_batch_size) if len(idx) else []):
                     j = idx[micro].to(rt.device)
                     with rt.autocast():
                         logp, ent = response_forward(

@@ -245,6 +245,27 @@ def chunks(n: int, size: int | None) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def global_minibatches(local_rows: int, k: int, rank: int, world: int, minibatch_size: int | None,
+                       perm: torch.Tensor | None) -> list[torch.Tensor]:
+    """This rank's rows of each minibatch of the step's global rollout, as local row indices.
+
+    Rows are grouped by prompt (k per prompt) and prompts are dealt to ranks round-robin (Runtime.local),
+    so local row r is global row ((r // k) * world + rank) * k + r % k. Minibatches are consecutive slices
+    of `perm` (a permutation of the global rows, the same on every rank; None keeps their order), so N ranks
+    together update on exactly the rows one process would; a rank's share of a minibatch may be empty.
+    """
+    global_rows = local_rows * world
+    order = perm if perm is not None else torch.arange(global_rows)
+    local_of = torch.full((global_rows,), -1, dtype=torch.long)
+    r = torch.arange(local_rows)
+    local_of[((r // k) * world + rank) * k + r % k] = r
+    shares = []
+    for sl in chunks(global_rows, minibatch_size):
+        mine = local_of[order[sl]]
+        shares.append(mine[mine >= 0])
+    return shares
+
+
 def response_forward(
     model: nn.Module,
     input_ids: torch.Tensor,
