@@ -1,8 +1,8 @@
 """Browser-test fixtures shared by every feature: `live_server` (uvicorn in a background thread on a free
 127.0.0.1 port, serving the real app on the test database) and a headless Debian Chromium via Playwright.
 
-Browser tests run on the dialects in PREFLOOP_BROWSER_DIALECTS (default: sqlite); on other dialects the
-`live_server` fixture skips, so a `@pytest.mark.browser` test runs once per suite, not twice.
+Browser tests run on the dialects in PREFLOOP_BROWSER_DIALECTS (default: both, "sqlite,postgres"; the pair
+costs about 20 s more than one); on a dialect left out the `live_server` fixture skips.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.factories import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-BROWSER_DIALECTS = {d.strip() for d in os.environ.get("PREFLOOP_BROWSER_DIALECTS", "sqlite").split(",")}
+BROWSER_DIALECTS = {d.strip() for d in os.environ.get("PREFLOOP_BROWSER_DIALECTS", "sqlite,postgres").split(",")}
 _DIALECT_NAMES = {"sqlite": "sqlite", "postgresql": "postgres"}
 
 
