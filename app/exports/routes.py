@@ -19,18 +19,14 @@ from app.exports.schemas import (
     FORMATS,
     KINDS,
     MEDIA_TYPES,
-    ExportFormat,
-    ExportKind,
     ExportOptions,
+    ExportQuery,
 )
 from app.models import Project
 from app.projects import service as projects
 from app.web.templating import render
 
 router = APIRouter(tags=["exports"])
-
-Since = Annotated[str | None, Query(max_length=64)]
-Annotator = Annotated[str | None, Query(max_length=320)]
 
 
 def _project(db: Session, project_id: int) -> Project:
@@ -40,20 +36,20 @@ def _project(db: Session, project_id: int) -> Project:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
 
 
-def _download(
-    request: Request, db: Session, project_id: int, kind: str, fmt: str, since: str | None,
-    annotator: str | None, model_version: str | None, margin_column: bool,
-) -> StreamingResponse:
+def _download(request: Request, db: Session, project_id: int, query: ExportQuery) -> StreamingResponse:
     project = _project(db, project_id)
+    model_version = query.model_version
     try:
         if model_version and not model_version.strip().isdigit():
             raise service.ExportError("model_version must be a model version id")
         version = int(model_version) if model_version else None
-        filters = service.resolve_filters(db, project.id, since, annotator, version)
+        filters = service.resolve_filters(db, project.id, query.since, query.annotator, version)
     except service.ExportError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
     engine = request.app.state.engine
-    body = service.stream_export(engine, project.id, kind, fmt, filters, ExportOptions(margin_column=margin_column))
+    kind, fmt = query.kind, query.format
+    body = service.stream_export(engine, project.id, kind, fmt, filters,
+                                 ExportOptions(margin_column=query.margin_column))
     file_name = f"prefloop-project-{project.id}-{kind}.{EXTENSIONS[fmt]}"
     return StreamingResponse(
         body,
@@ -72,33 +68,13 @@ def export_page(request: Request, project_id: int, db: DbSession, _admin: Curren
 
 
 @router.get("/projects/{project_id}/export/download")
-def export_download(
-    request: Request,
-    project_id: int,
-    db: DbSession,
-    _admin: CurrentAdmin,
-    kind: ExportKind = "pairs",
-    format: ExportFormat = "jsonl",
-    since: Since = None,
-    annotator: Annotator = None,
-    model_version: Annotated[str | None, Query(max_length=20)] = None,
-    margin_column: bool = False,
-) -> StreamingResponse:
-    return _download(request, db, project_id, kind, format, since, annotator, model_version, margin_column)
+def export_download(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
+                    query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
+    return _download(request, db, project_id, query)
 
 
 @router.get("/api/projects/{project_id}/export")
-def api_export(
-    request: Request,
-    project_id: int,
-    db: DbSession,
-    _admin: ApiAdmin,
-    kind: ExportKind = "pairs",
-    format: ExportFormat = "jsonl",
-    since: Since = None,
-    annotator: Annotator = None,
-    model_version: Annotated[str | None, Query(max_length=20)] = None,
-    margin_column: bool = False,
-) -> StreamingResponse:
+def api_export(request: Request, project_id: int, db: DbSession, _admin: ApiAdmin,
+               query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
     """Stream one export (kind × format) of the project, from one snapshot."""
-    return _download(request, db, project_id, kind, format, since, annotator, model_version, margin_column)
+    return _download(request, db, project_id, query)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
+from pydantic import BaseModel, Field
+
 ExportKind = Literal["pairs", "rankings", "rm", "prompts", "sft", "consensus"]
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 KINDS: tuple[str, ...] = get_args(ExportKind)
@@ -31,4 +33,15 @@ class ExportFilters:
 class ExportOptions:
     """Shape options: `margin_column` adds `margin` (= rank_gap) to pairs."""
 
+    margin_column: bool = False
+
+
+class ExportQuery(BaseModel):
+    """The query string of an export download (the admin page's form and the API take the same)."""
+
+    kind: ExportKind = "pairs"
+    format: ExportFormat = "jsonl"
+    since: str | None = Field(default=None, max_length=64, description="ISO date/datetime, UTC if naive")
+    annotator: str | None = Field(default=None, max_length=320, description="email or user id")
+    model_version: str | None = Field(default=None, max_length=20, description="model version id")
     margin_column: bool = False

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic import Field as PydanticField
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
@@ -19,7 +20,16 @@ from app.web.templating import render
 
 router = APIRouter(tags=["imports"])
 
-Field = Annotated[str, Form(max_length=200)]
+
+class ImportFields(BaseModel):
+    """The option fields of an upload (form page and API alike); empty means "not given"."""
+
+    format: str = PydanticField("", max_length=200)
+    prompt_column: str = PydanticField("", max_length=200)
+    completion_column: str = PydanticField("", max_length=200)
+    model_column: str = PydanticField("", max_length=200)
+    id_column: str = PydanticField("", max_length=200)
+    key_columns: str = PydanticField("", max_length=200)
 
 
 def _project(db: Session, project_id: int) -> Project:
@@ -54,19 +64,11 @@ def upload(
     project_id: int,
     db: DbSession,
     admin: CurrentAdmin,
+    fields: Annotated[ImportFields, Form()],
     file: Annotated[UploadFile | None, File()] = None,
-    format: Field = "",
-    prompt_column: Field = "",
-    completion_column: Field = "",
-    model_column: Field = "",
-    id_column: Field = "",
-    key_columns: Field = "",
 ) -> Response:
     project = _project(db, project_id)
-    values = {
-        "format": format, "prompt_column": prompt_column, "completion_column": completion_column,
-        "model_column": model_column, "id_column": id_column, "key_columns": key_columns,
-    }
+    values = fields.model_dump()
     if file is None or not file.filename:
         return render(request, "imports/upload.html", _page(db, project, None, "Choose a file to upload.", values),
                       status_code=400)
@@ -100,20 +102,12 @@ def api_import(
     db: DbSession,
     admin: ApiAdmin,
     file: Annotated[UploadFile, File()],
-    format: Field = "",
-    prompt_column: Field = "",
-    completion_column: Field = "",
-    model_column: Field = "",
-    id_column: Field = "",
-    key_columns: Field = "",
+    fields: Annotated[ImportFields, Form()],
 ) -> JSONResponse:
     """Import a file; 201 with the counts, or 422 listing every bad line (nothing imported)."""
     project = _project(db, project_id)
     try:
-        options = _options({
-            "format": format, "prompt_column": prompt_column, "completion_column": completion_column,
-            "model_column": model_column, "id_column": id_column, "key_columns": key_columns,
-        })
+        options = _options(fields.model_dump())
     except ValidationError as exc:
         raise HTTPException(status_code=422, detail=_options_error(exc)) from exc
     outcome = _import(db, project, file, options, admin)

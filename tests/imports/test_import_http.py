@@ -63,6 +63,9 @@ def test_api_upload_with_token_long_format(client: TestClient, db: Session) -> N
     assert bad.status_code == 422 and bad.json()["errors"][0]["line"] == 1
     assert client.post("/api/projects/999999/imports", headers=headers,
                        files={"file": ("x.jsonl", GOOD, "application/json")}).status_code == 404
+    too_long = client.post(f"/api/projects/{project.id}/imports", headers=headers, data={"prompt_column": "c" * 201},
+                           files={"file": ("long.csv", csv_data, "text/csv")})
+    assert too_long.status_code == 422 and "prompt_column" in too_long.text
 
 
 def test_upload_over_the_cap_is_413(client: TestClient, db: Session) -> None:
