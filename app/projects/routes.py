@@ -27,6 +27,12 @@ def home(request: Request, db: DbSession, user: CurrentUser) -> Response:
     return render(request, "projects/list.html", {"projects": projects})
 
 
+@router.get("/projects")
+def projects_alias(_user: CurrentUser) -> RedirectResponse:
+    """The project list lives at `/`; `/projects` (where people look for it) leads there."""
+    return RedirectResponse("/", status_code=307)
+
+
 @router.get("/projects/new", response_class=HTMLResponse)
 def new_project_page(request: Request, _admin: CurrentAdmin) -> Response:
     return render(request, "projects/form.html", {"project": None, "error": None, "values": ProjectCreate(name="x")})
