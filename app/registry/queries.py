@@ -58,6 +58,19 @@ def latest_trained_watermark(db: Session, project_id: int) -> int:
     return int(db.scalar(stmt) or 0)
 
 
+def fresher_reward_version(db: Session, project_id: int, than: ModelVersion) -> ModelVersion | None:
+    """The newest finished reward model trained on more comparisons than `than` (candidate or rejected:
+    the promotion rule keeps it from scoring training, but it still knows the newer rankings)."""
+    stmt = select(ModelVersion).where(
+        ModelVersion.project_id == project_id,
+        ModelVersion.kind == "reward",
+        ModelVersion.status.in_(("candidate", "rejected")),
+        ModelVersion.checkpoint_path.is_not(None),
+        ModelVersion.data_watermark > (than.data_watermark or 0),
+    )
+    return db.scalars(stmt.order_by(ModelVersion.data_watermark.desc(), ModelVersion.id.desc())).first()
+
+
 def insert_lineage(db: Session, version_id: int, comparison_ids: Sequence[int]) -> None:
     """Bulk insert lineage rows (one executemany per chunk)."""
     ids = sorted(set(comparison_ids))

@@ -3,15 +3,16 @@
 Promotion (decided by the training job, overridable by an admin):
 - reward model: active when its held-out accuracy is not worse than the active model's (measured on the
   same held-out groups) by more than `training.rm_accuracy_tolerance`;
-- policy: active when its mean reward after training beats the starting policy's and its KL to the
-  starting policy stays within `training.kl_budget`.
+- policy: active when its mean reward after training beats the starting policy's, its KL to the
+  starting policy stays within `training.kl_budget`, and no reward model trained on newer rankings (a
+  judge, see `policy_decision`) sees its mean reward fall.
 Otherwise the version is kept as `rejected` with the reason. Never commits.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,16 +162,26 @@ def reward_decision(new_accuracy: float | None, active_accuracy: float | None, t
 
 
 def policy_decision(reward_before: float | None, reward_after: float | None, kl: float | None,
-                    kl_budget: float) -> Decision:
-    """The policy rule (pure): mean reward improves and KL to the starting policy stays within budget."""
+                    kl_budget: float, judges: Mapping[str, tuple[float, float]] | None = None) -> Decision:
+    """The policy rule (pure): mean reward improves and KL to the starting policy stays within budget.
+
+    `judges` (name -> mean reward before, after) are reward models trained on newer rankings than the one
+    the policy trained against: if any says the policy got worse, it is not promoted. A policy can raise the
+    score of a stale reward model while people (and a model fitted to their newer rankings) like it less.
+    """
     if reward_before is None or reward_after is None or kl is None:
         return Decision(False, "no held-out evaluation (mean reward / KL) was produced")
     if kl > kl_budget:
         return Decision(False, f"KL {kl:.3f} exceeds the budget {kl_budget:.3f}")
     if reward_after <= reward_before:
         return Decision(False, f"mean reward did not improve ({reward_before:.4f} → {reward_after:.4f})")
+    for name, (before, after) in (judges or {}).items():
+        if after < before:
+            return Decision(False, f"mean reward rose ({reward_before:.4f} → {reward_after:.4f}) but fell under "
+                                   f"{name}, trained on newer rankings ({before:.4f} → {after:.4f})")
+    checked = f"; also higher under {', '.join(judges)}" if judges else ""
     return Decision(True, f"mean reward {reward_before:.4f} → {reward_after:.4f} at KL {kl:.3f} "
-                          f"(budget {kl_budget:.3f})")
+                          f"(budget {kl_budget:.3f}){checked}")
 
 
 def apply_decision(db: Session, version: ModelVersion, decision: Decision) -> None:

@@ -25,6 +25,10 @@ def test_reward_and_policy_rules() -> None:
     assert "exceeds" in registry.policy_decision(0.1, 0.3, 6.0, 5.0).reason
     assert "did not improve" in registry.policy_decision(0.3, 0.3, 1.0, 5.0).reason
     assert not registry.policy_decision(None, 0.3, 1.0, 5.0).promoted
+    vetoed = registry.policy_decision(0.1, 0.3, 2.0, 5.0, {"reward-v3": (0.5, 0.4)})
+    assert not vetoed.promoted and "fell under reward-v3" in vetoed.reason and "0.5000 → 0.4000" in vetoed.reason
+    agreed = registry.policy_decision(0.1, 0.3, 2.0, 5.0, {"reward-v3": (0.5, 0.6)})
+    assert agreed.promoted and "also higher under reward-v3" in agreed.reason
 
 
 def test_base_version_promote_and_rollback(db: Session) -> None:
@@ -185,3 +189,26 @@ def test_settled_watermark_waits_for_uncommitted_submissions(db: Session, clean_
         writer.rollback()
         writer.close()
         taker.join(timeout=30)
+
+
+def test_fresher_reward_version(db: Session) -> None:
+    from app.registry import queries
+
+    project = make_project(db)
+
+    def version(name: str, status: str, watermark: int | None, path: str | None = "/ckpt") -> ModelVersion:
+        row = ModelVersion(project_id=project.id, kind="reward", name=name, base_model="b", status=status,
+                           checkpoint_path=path, data_watermark=watermark)
+        db.add(row)
+        db.flush()
+        return row
+
+    active = version("reward-v1", "active", 10)
+    assert queries.fresher_reward_version(db, project.id, active) is None
+    version("reward-v0", "candidate", None)  # older data: not fresher
+    version("reward-v2", "rejected", 20, path=None)  # never finished: no checkpoint to ask
+    fresher = version("reward-v3", "rejected", 30)
+    version("reward-v4", "training", 40)  # still training
+    assert queries.fresher_reward_version(db, project.id, active) == fresher
+    newest = version("reward-v5", "candidate", 50)
+    assert queries.fresher_reward_version(db, project.id, active) == newest

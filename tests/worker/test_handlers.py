@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -42,6 +43,29 @@ def test_dpo_policy_records_lineage(db: Session, clean_engine: Engine, settings:
     assert version.kind == "policy" and version.name == "policy-v1" and version.status in ("active", "rejected")
     assert registry.lineage(db, version.id) == comparison_ids
     assert version.metrics["history"] and "kl" in version.metrics
+
+
+def test_a_fresher_reward_model_judges_the_policy(db: Session, clean_engine: Engine, settings: Settings,
+                                                  tiny_models: dict[str, Path]) -> None:
+    """A reward model trained on newer rankings than the active one (here: rejected) scores the same held-out
+    samples before and after, and its verdict is part of the promotion decision."""
+    project = tiny_loop_project(db, tiny_models, algorithm="rloo", policy_steps=2, rloo_k=2)
+    assert registry.ensure_base_version(db, project, "reward") is not None  # reward-v0, active
+    db.add(ModelVersion(project_id=project.id, kind="reward", name="reward-v7", base_model=str(tiny_models["reward"]),
+                        status="rejected", checkpoint_path=str(tiny_models["reward"]), data_watermark=999))
+    job, _ = queue.enqueue(db, "train_policy", project.id)
+    db.commit()
+    assert run_worker(settings, _config(), engine=clean_engine) == 1
+    db.expire_all()
+    done = db.get(Job, job.id)
+    assert done is not None and done.status == "succeeded", done and done.error
+    version = db.scalars(select(ModelVersion).where(ModelVersion.job_id == job.id)).one()
+    judged = version.metrics["judges"]["reward-v7"]
+    # The judge is the same network as the active reward model, so on the same samples it must agree.
+    assert judged["before"] == pytest.approx(version.metrics["reward_before"], abs=1e-4)
+    assert judged["after"] == pytest.approx(version.metrics["reward_after"], abs=1e-4)
+    if version.status == "active":
+        assert "also higher under reward-v7" in version.status_reason
 
 
 def test_cancel_running_training(db: Session, clean_engine: Engine, settings: Settings,

@@ -9,6 +9,7 @@ directory belong to the job, so a retry resumes from the saved training state.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from app.db import unit_of_work
@@ -16,6 +17,7 @@ from app.jobs import queue
 from app.jobs.schemas import TrainPolicyPayload
 from app.projects.service import settings_of
 from app.registry import datasets
+from app.registry import queries as registry_queries
 from app.registry import service as registry
 from worker.context import JobContext, JobFailure, JobStopped
 from worker.handlers.common import (
@@ -27,6 +29,18 @@ from worker.handlers.common import (
     scaled_progress,
     verified,
 )
+
+
+def usable_judges(ctx: JobContext, judges: dict[str, str]) -> dict[str, Path]:
+    """The judge checkpoints that still verify; a missing or damaged one is skipped with a note (it is a
+    second opinion, not something the job needs)."""
+    usable = {}
+    for name, path in judges.items():
+        try:
+            usable[name] = verified(path)
+        except JobFailure as exc:
+            ctx.progress(0.01, f"not asking {name} for a second opinion: {exc}")
+    return usable
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -89,6 +103,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
         version_id, version_name = version.id, version.name
         policy_path, reward_path, reward_name = policy.checkpoint_path, reward.checkpoint_path, reward.name
         kl_budget = training.kl_budget
+        # A reward model trained on newer rankings than the active one (but not promoted) judges too.
+        fresher = registry_queries.fresher_reward_version(db, project.id, reward)
+        judges = {fresher.name: str(fresher.checkpoint_path)} if fresher is not None else {}
     ensure_writable_dir(out_dir)
     resumed_from = resume_step(out_dir / "train_state")
 
@@ -98,6 +115,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             config, policy_path=verified(policy_path), output_dir=out_dir, prompts=train_prompts,
             reward_model_path=verified(reward_path), groups=ranking_groups(groups) if groups else None,
             heldout_prompts=heldout_prompts, progress=scaled_progress(ctx, 0.02, 0.95), should_stop=ctx.should_stop,
+            judge_model_paths=usable_judges(ctx, judges),
         )
     except CheckpointError as exc:
         raise JobFailure(f"checkpoint error: {exc}", retryable=False) from exc
@@ -106,9 +124,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
     assert result.checkpoint is not None
     before, after = result.metrics.get("before") or {}, result.metrics.get("after") or {}
     reward_before, reward_after, kl = before.get("reward_mean"), after.get("reward_mean"), after.get("kl")
-    decision = registry.policy_decision(reward_before, reward_after, kl, kl_budget)
+    judged = {name: (before[f"reward_mean@{name}"], after[f"reward_mean@{name}"]) for name in judges
+              if f"reward_mean@{name}" in before and f"reward_mean@{name}" in after}
+    decision = registry.policy_decision(reward_before, reward_after, kl, kl_budget, judged)
     metrics = {**result.metrics, "reward_before": reward_before, "reward_after": reward_after, "kl": kl,
                "history": result.history, "algorithm": algorithm, "reward_version": reward_name,
+               "judges": {name: {"before": b, "after": a} for name, (b, a) in judged.items()},
                "train_prompts": len(train_prompts), "heldout_prompts": len(heldout_prompts),
                "resumed_from_step": resumed_from}
     with unit_of_work(ctx.session_factory) as db:

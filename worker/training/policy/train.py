@@ -8,7 +8,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,15 +77,18 @@ class PolicyTrainResult:
 
 
 @torch.no_grad()
-def evaluate_policy(rt: Runtime, prompts: Sequence[Prompt], reward_fn: RewardFn | None) -> dict[str, float]:
+def evaluate_policy(rt: Runtime, prompts: Sequence[Prompt], reward_fn: RewardFn | None,
+                    judges: Mapping[str, RewardFn] | None = None) -> dict[str, float]:
     """Mean reward (when a reward is known), sequence KL to the reference and length on held-out prompts.
 
     One sample per prompt with the run's sampling settings and a fixed seed, so before/after compare alike.
+    Each judge (another reward model) scores the same samples: `reward_mean@<name>`.
     """
     cfg = rt.config
+    judges = dict(judges or {})
     keys = rt.local(range(min(len(prompts), cfg.eval_max_prompts)))  # streams keyed by prompt, not by rank
     local = [prompts[i] for i in keys]
-    totals = torch.zeros(4)  # reward sum, kl sum, length sum, count
+    totals = torch.zeros(4 + len(judges))  # reward sum, kl sum, length sum, count, one reward sum per judge
     if local:
         batch = rollout(
             rt.policy,
@@ -105,17 +108,18 @@ def evaluate_policy(rt: Runtime, prompts: Sequence[Prompt], reward_fn: RewardFn 
         with reference_mode(rt.policy, rt.ref) as ref:
             ref_logp = forward_logprobs(rt, ref, batch)
         kl = (per_token_kl(logp, ref_logp, "k1") * batch.response_mask).sum(1)
+        texts = decode_responses(rt.tokenizer, batch)
         reward = torch.zeros(len(local))
         if reward_fn is not None:
-            reward = torch.as_tensor(
-                reward_fn(local, decode_responses(rt.tokenizer, batch)), dtype=torch.float32
-            )
+            reward = torch.as_tensor(reward_fn(local, texts), dtype=torch.float32)
+        judged = [torch.as_tensor(judge(local, texts), dtype=torch.float32).sum().cpu() for judge in judges.values()]
         totals += torch.stack(
             [
                 reward.sum().cpu(),
                 kl.sum().cpu(),
                 batch.response_mask.sum().float().cpu(),
                 torch.tensor(float(len(local))),
+                *judged,
             ]
         )
     totals = all_reduce_sum(totals)
@@ -123,6 +127,8 @@ def evaluate_policy(rt: Runtime, prompts: Sequence[Prompt], reward_fn: RewardFn 
     out = {"kl": float(totals[1]) / n, "response_length": float(totals[2]) / n, "prompts": float(totals[3])}
     if reward_fn is not None:
         out["reward_mean"] = float(totals[0]) / n
+    for i, name in enumerate(judges):
+        out[f"reward_mean@{name}"] = float(totals[4 + i]) / n
     return out
 
 
@@ -132,10 +138,11 @@ def _evaluate(
     reward_fn: RewardFn | None,
     heldout_groups: Sequence[RankingGroup] | None,
     heldout_sft: list[tuple[list[int], list[int]]] | None,
+    judges: Mapping[str, RewardFn] | None = None,
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     if heldout_prompts:
-        out.update(evaluate_policy(rt, heldout_prompts, reward_fn))
+        out.update(evaluate_policy(rt, heldout_prompts, reward_fn, judges))
     if heldout_groups:
         out.update({f"dpo_{k}": v for k, v in dpo_evaluate(rt, heldout_groups).items()})
     if heldout_sft:
@@ -177,6 +184,7 @@ def train_policy(
     heldout_groups: Sequence[RankingGroup] | None = None,
     heldout_demonstrations: Sequence[Demonstration] | None = None,
     ptx_texts: Sequence[str] | None = None,
+    judge_model_paths: Mapping[str, str | Path] | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
     device: str | torch.device | None = "auto",
@@ -187,6 +195,8 @@ def train_policy(
     package); DPO needs ranking `groups`; SFT needs `demonstrations`. Training state is saved every
     `save_every` steps to `output_dir/train_state`; a later call with the same output_dir resumes from it.
     When `should_stop()` turns true the state is saved and the result has `stopped=True`, no checkpoint.
+    `judge_model_paths` name more reward models that score the same held-out samples before and after
+    (`reward_mean@<name>`), a second opinion for promotion.
     """
     started = time.perf_counter()
     init_distributed_from_env()
@@ -199,6 +209,7 @@ def train_policy(
 
     if reward_fn is None and reward_model_path is not None:
         reward_fn = reward_fn_from_checkpoint(reward_model_path, dev)
+    judges = {name: reward_fn_from_checkpoint(path, dev) for name, path in (judge_model_paths or {}).items()}
     if algo_name in ("ppo", "rloo") and reward_fn is None:
         raise ValueError(f"{algo_name} needs reward_fn or reward_model_path")
 
@@ -315,7 +326,7 @@ def train_policy(
             dist.barrier()
 
     if before is None:
-        before = _evaluate(rt, heldout_prompts, reward_fn, heldout_groups, heldout_sft)
+        before = _evaluate(rt, heldout_prompts, reward_fn, heldout_groups, heldout_sft, judges)
     policy.train()
     stopped = False
     for step in range(start_step, total_steps):
@@ -339,7 +350,7 @@ def train_policy(
         summary["seconds"] = time.perf_counter() - started
         return PolicyTrainResult(checkpoint=None, metrics=summary, history=rt.history, stopped=True)
     policy.eval()
-    summary["after"] = _evaluate(rt, heldout_prompts, reward_fn, heldout_groups, heldout_sft)
+    summary["after"] = _evaluate(rt, heldout_prompts, reward_fn, heldout_groups, heldout_sft, judges)
     summary["seconds"] = time.perf_counter() - started
     checkpoint = out_dir / CHECKPOINT_DIR
     if rank == 0:
