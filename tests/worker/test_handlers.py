@@ -28,18 +28,24 @@ def _config(**extra: object) -> WorkerConfig:
                         **extra)  # type: ignore[arg-type]
 
 
+def _train_policy(db: Session, engine: Engine, settings: Settings, project_id: int) -> Job:
+    """Run one train_policy job through a real worker; it must succeed."""
+    job, _ = queue.enqueue(db, "train_policy", project_id)
+    db.commit()
+    assert run_worker(settings, _config(), engine=engine) == 1
+    db.expire_all()
+    done = db.get(Job, job.id)
+    assert done is not None and done.status == "succeeded", done and done.error
+    return done
+
+
 def test_dpo_policy_records_lineage(db: Session, clean_engine: Engine, settings: Settings,
                                     tiny_models: dict[str, Path]) -> None:
     project = tiny_loop_project(db, tiny_models, algorithm="dpo", policy_steps=2)
     comparison_ids = add_ranked_prompts(db, project, 4)
-    job, _ = queue.enqueue(db, "train_policy", project.id)
-    db.commit()
-    assert run_worker(settings, _config(), engine=clean_engine) == 1
-    db.expire_all()
-    done = db.get(Job, job.id)
-    assert done is not None and done.status == "succeeded", done and done.error
+    done = _train_policy(db, clean_engine, settings, project.id)
     assert done.payload["watermark"] == comparison_ids[-1] and done.result["algorithm"] == "dpo"  # type: ignore[index]
-    version = db.scalars(select(ModelVersion).where(ModelVersion.job_id == job.id)).one()
+    version = db.scalars(select(ModelVersion).where(ModelVersion.job_id == done.id)).one()
     assert version.kind == "policy" and version.name == "policy-v1" and version.status in ("active", "rejected")
     assert registry.lineage(db, version.id) == comparison_ids
     assert version.metrics["history"] and "kl" in version.metrics
@@ -53,13 +59,8 @@ def test_a_fresher_reward_model_judges_the_policy(db: Session, clean_engine: Eng
     assert registry.ensure_base_version(db, project, "reward") is not None  # reward-v0, active
     db.add(ModelVersion(project_id=project.id, kind="reward", name="reward-v7", base_model=str(tiny_models["reward"]),
                         status="rejected", checkpoint_path=str(tiny_models["reward"]), data_watermark=999))
-    job, _ = queue.enqueue(db, "train_policy", project.id)
-    db.commit()
-    assert run_worker(settings, _config(), engine=clean_engine) == 1
-    db.expire_all()
-    done = db.get(Job, job.id)
-    assert done is not None and done.status == "succeeded", done and done.error
-    version = db.scalars(select(ModelVersion).where(ModelVersion.job_id == job.id)).one()
+    done = _train_policy(db, clean_engine, settings, project.id)
+    version = db.scalars(select(ModelVersion).where(ModelVersion.job_id == done.id)).one()
     judged = version.metrics["judges"]["reward-v7"]
     # The judge is the same network as the active reward model, so on the same samples it must agree.
     assert judged["before"] == pytest.approx(version.metrics["reward_before"], abs=1e-4)
