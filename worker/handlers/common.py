@@ -13,6 +13,7 @@ from app.db import unit_of_work
 from app.models import Project
 from app.projects import service as projects
 from app.registry import service as registry
+from app.registry.datasets import TrainingSnapshot
 from worker.context import JobContext, JobFailure
 
 
@@ -39,6 +40,21 @@ def data_watermark(ctx: JobContext, fixed: int | None,
     with unit_of_work(ctx.session_factory) as db:
         project = load_project(db, ctx)
         return registry.settled_watermark(db, project.id) if needed(project) else None
+
+
+def no_data_message(snapshot: TrainingSnapshot, project_id: int, ai_rankings: str,
+                    lead: str = "no rankings to train on") -> str:
+    """Why a snapshot has no groups (reward model and DPO alike): none at all, or only AI rankings the
+    project's `training.ai_rankings` leaves out, and how to include LLM-judge ones."""
+    message = f"{lead} (comparisons up to id {snapshot.watermark})"
+    if not snapshot.ai_rankings_left_out:
+        return message
+    message += f": {snapshot.ai_rankings_left_out} AI rankings were left out"
+    if ai_rankings == "exclude":
+        return message + (" (training uses human and imported rankings only; to include LLM-judge rankings, "
+                          f"prefloop projects configure {project_id} --ai-rankings llm-judge; rankings made by "
+                          "the reward model itself are never used)")
+    return message + " (they were made by the reward-model ranker, whose rankings are never used for training)"
 
 
 def ensure_writable_dir(path: Path) -> None:

@@ -24,6 +24,7 @@ from worker.handlers.common import (
     data_watermark,
     ensure_writable_dir,
     load_project,
+    no_data_message,
     ranking_groups,
     resume_step,
     scaled_progress,
@@ -80,10 +81,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
             snapshot = datasets.load_snapshot(db, project.id, watermark, training.ai_rankings)
             groups, comparison_ids = snapshot.groups, snapshot.comparison_ids
             if not groups:
-                left_out = (f" ({snapshot.ai_rankings_left_out} AI rankings left out by training.ai_rankings="
-                            f"{training.ai_rankings})") if snapshot.ai_rankings_left_out else ""
-                raise JobFailure(f"DPO needs rankings; none up to comparison id {watermark}{left_out}",
-                                 retryable=False)
+                raise JobFailure(no_data_message(snapshot, project.id, training.ai_rankings,
+                                                 lead="DPO needs rankings; none"), retryable=False)
         config = PolicyTrainConfig(
             algorithm=algorithm, seed=sampling.seed, steps=training.policy_steps, learning_rate=training.policy_lr,
             kl_coef=training.kl_beta, dpo_beta=training.dpo_beta,

@@ -29,24 +29,12 @@ from worker.handlers.common import (
     ensure_writable_dir,
     is_prefloop_checkpoint,
     load_project,
+    no_data_message,
     ranking_groups,
     resume_step,
     scaled_progress,
     verified,
 )
-
-
-def no_data_message(snapshot: datasets.TrainingSnapshot, project_id: int, ai_rankings: str) -> str:
-    """Why a snapshot has no groups: none at all, or only AI rankings the project's policy leaves out."""
-    message = f"no rankings to train on (comparisons up to id {snapshot.watermark})"
-    if not snapshot.ai_rankings_left_out:
-        return message
-    message += f": {snapshot.ai_rankings_left_out} AI rankings were left out"
-    if ai_rankings == "exclude":
-        return message + (" (training uses human and imported rankings only; to include LLM-judge rankings, "
-                          f"prefloop projects configure {project_id} --ai-rankings llm-judge; rankings made by "
-                          "the reward model itself are never used)")
-    return message + " (they were made by the reward-model ranker, whose rankings are never used for training)"
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

@@ -90,7 +90,7 @@ class PolicyGradientBase:
             for idx in global_minibatches(rows, self.k, rt.rank, rt.world, cfg.minibatch_size, perm):
                 global_tokens = all_reduce_sum(exp.mask[idx.to(exp.mask.device)].sum().cpu()).clamp(min=1)
                 # A rank whose share is empty still joins the gradient sum in optimizer_step.
-                for n_micro, micro in enumerate(chunks(len(idx), cfg.micro_batch_size) if len(idx) else []):
+                for n_micro, micro in enumerate(chunks(len(idx), cfg.micro_batch_size)):
                     j = idx[micro].to(rt.device)
                     with rt.autocast():
                         logp, ent = response_forward(

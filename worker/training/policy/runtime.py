@@ -240,8 +240,8 @@ def step_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
 
 
 def chunks(n: int, size: int | None) -> list[slice]:
-    """Contiguous slices of length `size` covering range(n)."""
-    size = size or n
+    """Contiguous slices of length `size` (None: all of it) covering range(n); none when n is 0."""
+    size = size or max(n, 1)
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 

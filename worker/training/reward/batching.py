@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -35,6 +36,11 @@ class EncodedGroup:
     @property
     def n_tokens(self) -> int:
         return sum(len(x) for x in self.input_ids)
+
+    @cached_property
+    def shared_prefix(self) -> int:
+        """Tokens all completions share at the start (`shared_prefix_length`); measured once per group."""
+        return shared_prefix_length(self.input_ids)
 
 
 @dataclass
@@ -199,7 +205,7 @@ def collate(
             coef.append(g.weight * n)
     prefix: SharedPrefix | None = None
     n_real_tokens = sum(len(r) for r in rows)
-    cuts = [shared_prefix_length(g.input_ids) for g in groups] if share_prefix else []
+    cuts = [g.shared_prefix for g in groups] if share_prefix else []
     if cuts and min(cuts) >= 1:
         prefix_ids, prefix_mask = pad_rows([g.input_ids[0][:n] for g, n in zip(groups, cuts, strict=True)],
                                            pad_id, "left")

@@ -69,7 +69,9 @@ class RewardModule(nn.Module):
         head = getattr(model, "score", None)
         self._decoder_head = isinstance(head, nn.Linear) and not getattr(model.config, "is_encoder_decoder", False)
         base = model.base_model
-        self._pass_positions = "position_ids" in inspect.signature(base.forward).parameters
+        params = inspect.signature(base.forward).parameters
+        self._pass_positions = "position_ids" in params
+        self._takes_cache = "past_key_values" in params
 
     @property
     def backbone(self) -> nn.Module:
@@ -79,8 +81,7 @@ class RewardModule(nn.Module):
     @property
     def can_share_prefix(self) -> bool:
         """True for decoder models whose body takes a KV cache and explicit positions."""
-        params = inspect.signature(self.model.base_model.forward).parameters
-        return self._decoder_head and self._pass_positions and "past_key_values" in params
+        return self._decoder_head and self._pass_positions and self._takes_cache
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_ids: torch.Tensor | None = None,
                 prefix_mask: torch.Tensor | None = None, row_group: torch.Tensor | None = None) -> torch.Tensor:
