@@ -16,10 +16,12 @@ from importlib.metadata import entry_points
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.db import create_db_engine, make_session_factory, unit_of_work
 from app.features import import_feature
+from app.migrate import is_at_head
 from app.settings import SettingsError, get_settings
 
 cli = typer.Typer(help="prefloop: RLHF preference labeling with a closed training loop.", no_args_is_help=True)
@@ -49,11 +51,20 @@ def emit(data: Any, as_json: bool, text: str | None = None) -> None:
         typer.echo(text)
 
 
+def require_migrated(engine: Engine, database_url: str) -> None:
+    """Stop with one line, not a traceback, when the schema is missing or behind the installed migrations."""
+    if not is_at_head(engine):
+        where = database_url.split("@")[-1]
+        fail(f"the database {where} is not at the current schema: run `prefloop db upgrade` first")
+
+
 @contextmanager
 def cli_session() -> Iterator[Session]:
     """One committed unit of work for a CLI command."""
-    engine = create_db_engine(get_settings().database_url)
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url)
     try:
+        require_migrated(engine, settings.database_url)
         with unit_of_work(make_session_factory(engine)) as session:
             yield session
     finally:

@@ -29,6 +29,18 @@ DIALECTS = [d.strip() for d in os.environ.get("PREFLOOP_TEST_DIALECTS", "sqlite,
 TEST_SECRET = "test-secret-" + "x" * 32
 
 
+def shared_data(*parts: str) -> Path:
+    """A file of the real-data folder (../shared/data, or PREFLOOP_SHARED_DATA). Without it the test fails
+    under CI (CI must not go green on less data) and skips elsewhere, naming the folder either way."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        message = f"real test data missing: {path} (set PREFLOOP_SHARED_DATA to the folder holding instructgpt-samples/)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 def _pg_url(database: str) -> str:
     return re.sub(r"/[^/]*$", f"/{database}", PG_ADMIN_URL)
 
@@ -45,8 +57,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield url
         return
     name = f"prefloop_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    problem = None
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if problem:  # failed outside the except block, so pytest shows one line and no exception chain
+        pytest.fail(f"cannot create a test database through PREFLOOP_TEST_PG_ADMIN_URL={PG_ADMIN_URL} ({problem}); "
+                    "point it at a Postgres role that may create databases", pytrace=False)
     url = _pg_url(name)
     try:
         upgrade(url)

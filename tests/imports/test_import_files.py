@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session
 from app.imports.schemas import ImportOptions
 from app.imports.service import run_import, safe_file_name
 from app.models import Comparison, Completion, ImportRecord, Prompt, Ranking
-from tests.conftest import SHARED_DATA
+from tests.conftest import shared_data
 from tests.factories import make_project
 
-SAMPLES = SHARED_DATA / "instructgpt-samples"
 
 
 def _jsonl(*records: object) -> bytes:
@@ -40,13 +39,13 @@ def _counts(db: Session) -> tuple[int, int, int, int]:
 def test_instructgpt_csvs_import_as_long_format(db: Session, dialect: str) -> None:
     assert dialect in ("sqlite", "postgresql")
     project = make_project(db)
-    with (SAMPLES / "real_toxicity_samples.csv").open("rb") as source:
+    with shared_data("instructgpt-samples", "real_toxicity_samples.csv").open("rb") as source:
         tox = run_import(db, project, source, "real_toxicity_samples.csv", ImportOptions(
             prompt_column="context", completion_column="sample", model_column="model_type",
             key_columns="prompt_type,context"))
     assert tox.ok, tox.issues[:5]
     assert tox.counts["prompts_added"] == 300 and tox.counts["completions_added"] == 3600
-    with (SAMPLES / "tldr_samples.csv").open("rb") as source:
+    with shared_data("instructgpt-samples", "tldr_samples.csv").open("rb") as source:
         tldr = run_import(db, project, source, "tldr_samples.csv", ImportOptions(
             prompt_column="context", completion_column="sample", model_column="model_type"))
     assert tldr.ok and tldr.counts["prompts_added"] == 100 and tldr.counts["completions_added"] == 1200
@@ -62,7 +61,7 @@ def test_instructgpt_csvs_import_as_long_format(db: Session, dialect: str) -> No
     tldr_prompt = db.scalars(select(Prompt).where(Prompt.import_id == tldr.import_id)).first()
     assert tldr_prompt is not None and tldr_prompt.meta["ref_text"] and tldr_prompt.text.endswith("TL;DR:")
     # Re-importing adds nothing.
-    with (SAMPLES / "tldr_samples.csv").open("rb") as source:
+    with shared_data("instructgpt-samples", "tldr_samples.csv").open("rb") as source:
         again = run_import(db, project, source, "tldr_samples.csv", ImportOptions(
             prompt_column="context", completion_column="sample", model_column="model_type"))
     assert again.counts["prompts_added"] == 0 and again.counts["prompts_skipped"] == 100
@@ -70,7 +69,7 @@ def test_instructgpt_csvs_import_as_long_format(db: Session, dialect: str) -> No
 
 def test_toxicity_without_key_columns_reports_too_many_completions(db: Session) -> None:
     project = make_project(db)
-    with (SAMPLES / "real_toxicity_samples.csv").open("rb") as source:
+    with shared_data("instructgpt-samples", "real_toxicity_samples.csv").open("rb") as source:
         outcome = run_import(db, project, source, "t.csv", ImportOptions(
             prompt_column="context", completion_column="sample", model_column="model_type"))
     assert not outcome.ok

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -99,12 +100,33 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path: Path, reward_dir: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
-# fsync calls: one per file (6), the temp dir (7), then the parent dir after the rename (8, the new one is live).
-@pytest.mark.parametrize(("crash_at_fsync", "expected_version"), [(1, 1), (4, 1), (7, 1), (8, 2)])
+def _fsyncs_of_one_save(model: object, tok: object, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many fsyncs a save makes: one per file (their number depends on the tokenizer files the installed
+    transformers writes), then the temp dir, then the parent dir after the rename."""
+    calls = 0
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        nonlocal calls
+        calls += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    with tempfile.TemporaryDirectory() as scratch:
+        save_checkpoint(Path(scratch) / "count", model, tok, {"version": 0})
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    return calls
+
+
+# Where the child dies, counted from the end of a save: the first file, a middle file, the temp dir
+# (the new checkpoint is complete but not yet live), the parent dir after the rename (the new one is live).
+@pytest.mark.parametrize(("crash_point", "expected_version"), [("first", 1), ("middle", 1), ("temp_dir", 1), ("parent", 2)])
 def test_kill_mid_write_leaves_a_complete_checkpoint(
-    tmp_path: Path, reward_dir: Path, crash_at_fsync: int, expected_version: int
+    tmp_path: Path, reward_dir: Path, crash_point: str, expected_version: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, tok = _load(reward_dir)
+    total = _fsyncs_of_one_save(model, tok, monkeypatch)
+    crash_at_fsync = {"first": 1, "middle": max(2, (total - 2) // 2), "temp_dir": total - 1, "parent": total}[crash_point]
     out = save_checkpoint(tmp_path / "ckpt", model, tok, {"version": 1})
     # A child process starts overwriting the checkpoint and dies abruptly (os._exit) in the middle of it.
     script = textwrap.dedent(

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache
 
+from worker.training.kv_cache import model_cache_kwarg
 from worker.training.streams import draw, stream_ids, uniforms
 
 Prompt = str | list[dict[str, str]]
@@ -180,15 +181,15 @@ def _rollout_chunk(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     device = prompt_ids.device
     cache = DynamicCache(config=model.config)
+    # The cache object is updated in place by every forward, so it is kept rather than read back from `out`.
+    with_cache: dict[str, Any] = {model_cache_kwarg(model): cache, "use_cache": True}
     out = model(
         input_ids=prompt_ids,
         attention_mask=prompt_mask,
         position_ids=position_ids_from_mask(prompt_mask),
-        past_key_values=cache,
-        use_cache=True,
         logits_to_keep=1,
+        **with_cache,
     )
-    cache = out.past_key_values
     # The expensive part (prefill) ran once per distinct prompt; now fan out to k samples each.
     if k > 1:
         cache.batch_repeat_interleave(k)
@@ -219,10 +220,8 @@ def _rollout_chunk(
             input_ids=tok.unsqueeze(-1),
             attention_mask=mask,
             position_ids=next_pos,
-            past_key_values=cache,
-            use_cache=True,
+            **with_cache,
         )
-        cache = out.past_key_values
         next_pos = next_pos + 1
         logits = out.logits[:, -1, :].float()
     return tokens[:, :steps], logps[:, :steps], done

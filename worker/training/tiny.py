@@ -72,6 +72,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTo
         unk_token=UNK_TOKEN,
         model_max_length=TINY_MAX_POSITIONS,
         padding_side="right",
+        # Llama takes no token types; transformers 4.x would otherwise return them and generate() rejects them.
+        model_input_names=["input_ids", "attention_mask"],
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast

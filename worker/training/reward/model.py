@@ -24,6 +24,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from transformers.cache_utils import DynamicCache
 
 from worker.training.activation_checkpointing import enable_activation_checkpointing
+from worker.training.kv_cache import cache_kwarg
 
 
 def ensure_pad_token(model: PreTrainedModel, tokenizer: Any) -> None:
@@ -71,7 +72,7 @@ class RewardModule(nn.Module):
         base = model.base_model
         params = inspect.signature(base.forward).parameters
         self._pass_positions = "position_ids" in params
-        self._takes_cache = "past_key_values" in params
+        self._cache_kwarg = cache_kwarg(base.forward)
 
     @property
     def backbone(self) -> nn.Module:
@@ -81,7 +82,7 @@ class RewardModule(nn.Module):
     @property
     def can_share_prefix(self) -> bool:
         """True for decoder models whose body takes a KV cache and explicit positions."""
-        return self._decoder_head and self._pass_positions and self._takes_cache
+        return self._decoder_head and self._pass_positions and self._cache_kwarg is not None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_ids: torch.Tensor | None = None,
                 prefix_mask: torch.Tensor | None = None, row_group: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,13 +113,14 @@ class RewardModule(nn.Module):
         body = self.model.base_model
         cache = DynamicCache(config=self.model.config)
         prefix_mask = prefix_mask.long()
-        body(input_ids=prefix_ids, attention_mask=prefix_mask, past_key_values=cache, use_cache=True,
-             position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0))
+        with_cache: dict[str, Any] = {str(self._cache_kwarg): cache, "use_cache": True}
+        body(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0),
+             **with_cache)
         cache.batch_select_indices(row_group)  # a differentiable gather: one prefix copy per completion
         suffix_mask = suffix_mask.long()
         positions = prefix_mask.sum(-1)[row_group].unsqueeze(1) + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
         hidden = body(input_ids=suffix_ids, attention_mask=torch.cat([prefix_mask[row_group], suffix_mask], 1),
-                      past_key_values=cache, use_cache=True, position_ids=positions).last_hidden_state
+                      position_ids=positions, **with_cache).last_hidden_state
         last = (suffix_mask.sum(-1) - 1).clamp(min=0)  # suffixes are right-padded and never empty
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return self.model.score(pooled)[:, 0]
