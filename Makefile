@@ -66,10 +66,12 @@ preflight:
 ## test: the whole suite on SQLite and Postgres, browser tests in headless Chromium
 test: preflight $(VENV)/.dev
 	$(VENV)/bin/ruff check app worker tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check app worker tests bench
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
 ## floors: install the declared minimum of every runtime dependency (requirements/floors.txt) and run a smoke subset

@@ -11,7 +11,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
-from app.imports import queries
+from app.imports import service
 from app.imports.schemas import ImportOptions, ImportOutcome
 from app.imports.service import run_import
 from app.models import Project, User
@@ -92,7 +92,7 @@ def _page(
         "outcome": outcome,
         "error": error,
         "values": values,
-        "imports": queries.recent_imports(db, project.id),
+        "imports": service.recent_imports(db, project.id),
     }
 
 

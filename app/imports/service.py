@@ -296,3 +296,8 @@ def _insert_pairs(
         ],
     )
     return len(ranking_ids)
+
+
+def recent_imports(db: Session, project_id: int, limit: int = 20) -> list[ImportRecord]:
+    """The latest imports of a project, newest first (the upload page's history)."""
+    return queries.recent_imports(db, project_id, limit)

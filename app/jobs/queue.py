@@ -18,6 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.jobs import queries
+
+# The reads that pages and the API need, offered here so routes never reach the query module.
+from app.jobs.queries import children_of as children_of
+from app.jobs.queries import events_of as events_of
+from app.jobs.queries import list_jobs as list_jobs
 from app.jobs.schemas import validate_payload
 from app.models import Job, JobEvent, utcnow
 
@@ -52,6 +57,11 @@ def _event(db: Session, job: Job | int, from_status: str | None, to_status: str,
     job_id = job if isinstance(job, int) else job.id
     queries.add(db, JobEvent(job_id=job_id, from_status=from_status, to_status=to_status, worker_id=worker_id,
                              message=message[:10_000]))
+
+
+def find(db: Session, job_id: int) -> Job | None:
+    """The job, or None."""
+    return queries.get(db, job_id)
 
 
 def _get(db: Session, job_id: int) -> Job:

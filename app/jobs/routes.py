@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
-from app.jobs import queries, queue
+from app.jobs import queue
 from app.jobs.schemas import JobOut
 from app.models import Job, Project
 from app.projects import service as projects
@@ -29,7 +29,7 @@ def _project(db: DbSession, project_id: int) -> Project:
 
 
 def _job(db: DbSession, job_id: int) -> Job:
-    job = queries.get(db, job_id)
+    job = queue.find(db, job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"job {job_id} not found")
     return job
@@ -45,7 +45,7 @@ def _statuses(status: str | None) -> list[str] | None:
 
 @router.get("/admin/jobs", response_class=HTMLResponse)
 def all_jobs(request: Request, db: DbSession, _admin: CurrentAdmin, status: str | None = None) -> Response:
-    jobs = queries.list_jobs(db, statuses=_statuses(status), limit=200)
+    jobs = queue.list_jobs(db, statuses=_statuses(status), limit=200)
     return render(request, "jobs/list.html", {"jobs": jobs, "project": None, "status": status or "",
                                               "filters": STATUS_FILTERS})
 
@@ -54,7 +54,7 @@ def all_jobs(request: Request, db: DbSession, _admin: CurrentAdmin, status: str 
 def project_jobs(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
                  status: str | None = None, message: str | None = None) -> Response:
     project = _project(db, project_id)
-    jobs = queries.list_jobs(db, project_id=project.id, statuses=_statuses(status), limit=200)
+    jobs = queue.list_jobs(db, project_id=project.id, statuses=_statuses(status), limit=200)
     return render(request, "jobs/list.html", {
         "jobs": jobs, "project": project, "status": status or "", "filters": STATUS_FILTERS,
         "loop": scheduler.status(db, project), "schedule": projects.settings_of(project).schedule,
@@ -66,7 +66,7 @@ def project_jobs(request: Request, project_id: int, db: DbSession, _admin: Curre
 def job_page(request: Request, job_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
     job = _job(db, job_id)
     return render(request, "jobs/detail.html", {
-        "job": job, "events": queries.events_of(db, job.id), "children": queries.children_of(db, job.id),
+        "job": job, "events": queue.events_of(db, job.id), "children": queue.children_of(db, job.id),
     })
 
 
@@ -127,7 +127,7 @@ def save_schedule(
 @router.get("/api/projects/{project_id}/jobs", response_model=list[JobOut])
 def api_project_jobs(project_id: int, db: DbSession, _admin: ApiAdmin, status: str | None = None) -> list[JobOut]:
     project = _project(db, project_id)
-    jobs = queries.list_jobs(db, project_id=project.id, statuses=_statuses(status), limit=500)
+    jobs = queue.list_jobs(db, project_id=project.id, statuses=_statuses(status), limit=500)
     return [JobOut.model_validate(j) for j in jobs]
 
 

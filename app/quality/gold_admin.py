@@ -196,3 +196,13 @@ def is_paused(db: Session, project: Project, annotator_id: int) -> bool:
         return False
     flag = annotator_gold_flag(db, project, annotator_id)
     return bool(flag and flag.flagged)
+
+
+def find_prompt(db: Session, prompt_id: int) -> Prompt | None:
+    """A prompt by id (any project), or None."""
+    return queries.prompt(db, prompt_id)
+
+
+def completions_of(db: Session, prompt_ids: Sequence[int]) -> dict[int, list[Completion]]:
+    """The completions of each gold prompt, for the gold page."""
+    return queries.completions_of(db, prompt_ids)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
 from app.models import Project, Prompt
 from app.projects import service as projects
-from app.quality import gold_admin, plots, queries, service, weights
+from app.quality import gold_admin, plots, service, weights
 from app.quality.picker import install
 from app.web.templating import render
 
@@ -47,7 +47,7 @@ def _project(db: Session, project_id: int) -> Project:
 
 
 def _prompt(db: Session, prompt_id: int, project_id: int | None = None) -> Prompt:
-    prompt = queries.prompt(db, prompt_id)
+    prompt = gold_admin.find_prompt(db, prompt_id)
     if prompt is None or (project_id is not None and prompt.project_id != project_id):
         raise HTTPException(status_code=404, detail=f"prompt {prompt_id} not found")
     return prompt
@@ -137,7 +137,7 @@ def gold_page(request: Request, project_id: int, db: DbSession, _admin: CurrentA
               notice: Annotated[str, Query(max_length=20)] = "", error: str | None = None) -> Response:
     project = _project(db, project_id)
     items = gold_admin.gold_prompts(db, project.id)
-    comps = queries.completions_of(db, [p.id for p in items])
+    comps = gold_admin.completions_of(db, [p.id for p in items])
     q = service.get_quality(db, project)
     return render(request, "quality/gold.html", {
         "project": project,

@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
 from app.models import ModelVersion, Project
 from app.projects import service as projects
-from app.registry import queries
 from app.registry import service as registry
 from app.registry.schemas import PromoteIn, RollbackIn, VersionDetailOut, VersionOut
 from app.web.templating import render
@@ -62,7 +61,7 @@ def models_page(request: Request, project_id: int, db: DbSession, _admin: Curren
                 error: str | None = None) -> Response:
     project = _project(db, project_id)
     versions = registry.list_versions(db, project.id)
-    counts = queries.lineage_counts(db, [v.id for v in versions])
+    counts = registry.lineage_counts(db, [v.id for v in versions])
     return render_models(request, project, versions, counts, error)
 
 
@@ -81,7 +80,7 @@ def version_page(request: Request, project_id: int, version_id: int, db: DbSessi
     project = _project(db, project_id)
     version = _version(db, project, version_id)
     lineage = registry.lineage(db, version.id)
-    parent = queries.get(db, version.parent_id) if version.parent_id else None
+    parent = registry.find(db, version.parent_id) if version.parent_id else None
     return render(request, "registry/detail.html", {
         "project": project, "version": version, "parent": parent, "lineage": lineage[:500],
         "lineage_total": len(lineage), "plots": _plots(version), "plot_w": _PLOT_W, "plot_h": _PLOT_H,
@@ -123,7 +122,7 @@ def api_models(project_id: int, db: DbSession, _admin: ApiAdmin, kind: str | Non
     if kind is not None and kind not in registry.KINDS:
         raise HTTPException(status_code=400, detail="kind must be policy or reward")
     versions = registry.list_versions(db, _project(db, project_id).id, kind)
-    counts = queries.lineage_counts(db, [v.id for v in versions])
+    counts = registry.lineage_counts(db, [v.id for v in versions])
     return [_out(v, counts.get(v.id, 0)) for v in versions]
 
 
@@ -141,7 +140,7 @@ def api_trained_by(project_id: int, comparison_id: int, db: DbSession, _admin: A
     """Which checkpoints this comparison trained."""
     project = _project(db, project_id)
     versions = [v for v in registry.trained_by(db, comparison_id) if v.project_id == project.id]
-    counts = queries.lineage_counts(db, [v.id for v in versions])
+    counts = registry.lineage_counts(db, [v.id for v in versions])
     return [_out(v, counts.get(v.id, 0)) for v in versions]
 
 

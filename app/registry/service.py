@@ -248,3 +248,13 @@ def trained_by(db: Session, comparison_id: int) -> list[ModelVersion]:
 
 def list_versions(db: Session, project_id: int, kind: str | None = None) -> list[ModelVersion]:
     return queries.list_versions(db, project_id, kind)
+
+
+def find(db: Session, version_id: int) -> ModelVersion | None:
+    """A version by id, or None (e.g. a parent that may be gone)."""
+    return queries.get(db, version_id)
+
+
+def lineage_counts(db: Session, version_ids: Sequence[int]) -> dict[int, int]:
+    """How many comparisons trained each version, for the model pages."""
+    return queries.lineage_counts(db, version_ids)
