@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -133,3 +134,15 @@ def test_samples_do_not_depend_on_batch_layout_or_neighbours(tiny_models: dict[s
     assert len({tuple(r) for r in together}) > 6  # samples of a prompt differ from one another
     other_seed = _responses(rollout(model, tok, prompts, k=3, max_new_tokens=10, seed=12, batch_size=4))
     assert other_seed != together
+
+
+def test_sampling_passes_the_cache_under_the_installed_name(tiny_models: dict[str, Path]) -> None:
+    """transformers 5.24 renamed `past_key_values` to `cache`; passing the old name warns on every decode step,
+    and missing both would silently decode without a cache (one full forward per token)."""
+    model, tok = load_policy(tiny_models["policy"], device="cpu")
+    calls = _count_forwards(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rollout(model, tok, ["write about cats"], k=2, max_new_tokens=4, seed=0, batch_size=8)
+    assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
+    assert all(c[1] == 1 for c in calls[1:])  # after the prefill, one new token per forward: the cache is used
