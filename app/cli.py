@@ -19,6 +19,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app import __version__
 from app.db import create_db_engine, make_session_factory, unit_of_work
 from app.features import import_feature
 from app.migrate import is_at_head
@@ -35,6 +36,21 @@ cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(projects_cli, name="projects")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"prefloop {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """prefloop: RLHF preference labeling with a closed training loop."""
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -225,7 +241,8 @@ _register_feature_commands()
 
 
 def main() -> None:
-    cli()
+    """The `prefloop` script and `python -m app`: one program name in help and errors either way."""
+    cli(prog_name="prefloop")
 
 
 if __name__ == "__main__":

@@ -5,21 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from app import __version__
 from app.db import create_db_engine, make_session_factory
 from app.features import import_feature
+from app.paths import STATIC_DIR
 from app.settings import Settings, get_settings
 from app.web.errors import install_error_handlers
 from app.web.metrics import MetricsMiddleware
 from app.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.web.templating import create_templates
-
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 # Feature routers, in the order their routes are matched. Each module exposes `router`.
 ROUTER_MODULES = (
@@ -50,7 +49,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         yield
         engine.dispose()
 
-    app = FastAPI(title="prefloop", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="prefloop", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.secret = settings.effective_secret()
     app.state.engine = engine

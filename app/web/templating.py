@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 from jinja2_fragments.fastapi import Jinja2Blocks
 
+from app.paths import TEMPLATE_DIR
 from app.web.csrf import csrf_token, ensure_cookie
 from app.web.rendering import render_markdown, render_plain
-
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
 def create_templates() -> Jinja2Blocks:

@@ -16,7 +16,6 @@ from tests.conftest import shared_data
 from tests.factories import make_project
 
 
-
 def _jsonl(*records: object) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in records).encode()
 
