@@ -6,13 +6,16 @@ Every command that prints data accepts `--json`. Worker (torch) commands are add
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import entry_points
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -201,12 +204,47 @@ def projects_list(as_json: JsonFlag = False, archived: bool = False) -> None:
     emit(rows, as_json, "\n".join(f"{r['id']}\t{r['name']}" for r in rows) or "no projects")
 
 
+# Linux's prctl(2) option that signals a child when the thread that forked it dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_preexec(parent_pid: int, libc: ctypes.CDLL | None) -> Callable[[], None] | None:
+    """A belt for `--with-worker` on Linux: the kernel sends the worker SIGTERM should the server die unhandled
+    (SIGKILL, OOM), and a parent already gone before the request took effect means exit at once."""
+    if libc is None:
+        return None
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker (it checkpoints a running job and exits), kill it if it takes more than a minute."""
+    if worker.poll() is not None:
+        return
+    worker.terminate()
+    try:
+        worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
 @cli.command("serve")
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     with_worker: Annotated[bool, typer.Option("--with-worker", help="run one worker beside the server")] = False,
     reload: bool = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(help="addresses of the TLS proxy whose X-Forwarded-Proto/For are trusted, or '*' "
+                          "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)"),
+    ] = None,
 ) -> None:
     """Serve the web app (uvicorn)."""
     import uvicorn
@@ -217,13 +255,25 @@ def serve(
         fail(str(exc))
     worker: subprocess.Popen[bytes] | None = None
     if with_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=os.environ.copy())
+        libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None  # loaded before the fork
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=os.environ.copy(),
+                                  preexec_fn=_worker_preexec(os.getpid(), libc))
+        running = worker
+
+        # Uvicorn handles SIGTERM itself, restores the handler it found, then raises the signal again, so a
+        # `finally` below never runs on SIGTERM: the handler uvicorn finds (and restores) is this one.
+        def stop_then_die(signum: int, _frame: FrameType | None) -> None:
+            _stop_worker(running)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)  # exit by the signal, as a plain uvicorn would
+
+        signal.signal(signal.SIGTERM, stop_then_die)
     try:
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload, proxy_headers=True)
-    finally:
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload, proxy_headers=True,
+                    forwarded_allow_ips=forwarded_allow_ips)
+    finally:  # a normal return, Ctrl-C (KeyboardInterrupt) or an error at start-up
         if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=60)
+            _stop_worker(worker)
 
 
 def _register_feature_commands() -> None:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app import __version__
 from app.db import create_db_engine, make_session_factory
@@ -19,6 +20,8 @@ from app.web.errors import install_error_handlers
 from app.web.metrics import MetricsMiddleware
 from app.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.web.templating import create_templates
+
+log = logging.getLogger("prefloop.app")
 
 # Feature routers, in the order their routes are matched. Each module exposes `router`.
 ROUTER_MODULES = (
@@ -63,6 +66,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return upload_limit if path.endswith("/imports") or path.endswith("/import") else form_limit
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    # A forged Host header gets 400 before any route sees it (PREFLOOP_BASE_URL's host, loopback, extras).
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts, www_redirect=False)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
@@ -72,4 +77,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if module is not None:
             app.include_router(module.router)
     logging.getLogger("prefloop").setLevel(settings.log_level.upper())
+    if not settings.is_dev and not settings.cookies_secure:
+        log.warning("PREFLOOP_BASE_URL is %s: session cookies are not marked Secure; serve through a TLS proxy "
+                    "and set an https:// base URL", settings.base_url)
     return app

@@ -7,6 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,7 +35,12 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1)
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
+    # The address users open. Its scheme decides the cookies' Secure flag, its host the allowed Host header.
     base_url: str = "http://127.0.0.1:8000"
+    # More Host names to accept, comma-separated ("*": any); loopback names are always accepted (probes).
+    allowed_hosts: str = ""
+    # Outside dev, /metrics answers 404 until this is set, then wants `Authorization: Bearer <token>`.
+    metrics_token: str = ""
     log_level: str = "info"
 
     @model_validator(mode="after")
@@ -52,6 +58,29 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Cookies are `Secure` exactly when users reach the app over https (behind a TLS proxy, normally)."""
+        return urlsplit(self.base_url).scheme == "https"
+
+    @property
+    def public_origin(self) -> str:
+        """`scheme://host[:port]` of the base URL, for messages that tell people where to go."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """Host header values the app answers: the base URL's host, loopback (health probes inside the host or
+        container), PREFLOOP_ALLOWED_HOSTS, and in dev/test the test client's `testserver`."""
+        extra = [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
+        if "*" in extra:
+            return ["*"]
+        hosts = [urlsplit(self.base_url).hostname or "", "localhost", "127.0.0.1", *extra]
+        if self.is_dev:
+            hosts.append("testserver")
+        return list(dict.fromkeys(host.lower() for host in hosts if host))
 
     @property
     def max_upload_bytes(self) -> int:
@@ -75,6 +104,17 @@ class Settings(BaseSettings):
     def validate_for_serving(self) -> None:
         """Raise SettingsError when the process must not start with this configuration."""
         self.effective_secret()
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(
+                f"PREFLOOP_BASE_URL={self.base_url!r} is not an absolute http(s) URL; set the address users open, "
+                "e.g. https://prefloop.example.org"
+            )
+        if self.metrics_token and not self.is_dev and (
+            self.metrics_token.strip().lower() in _UNSAFE_SECRETS or len(self.metrics_token) < 16
+        ):
+            raise SettingsError("PREFLOOP_METRICS_TOKEN is too short (< 16 characters) or a placeholder; "
+                                "set a long random value or leave it unset (then /metrics answers 404).")
 
 
 def _dev_secret(data_dir: Path) -> str:

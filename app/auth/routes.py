@@ -65,7 +65,7 @@ async def login_submit(
         result.session_token,
         httponly=True,
         samesite="lax",
-        secure=not settings.is_dev,
+        secure=settings.cookies_secure,
         max_age=settings.session_hours * 3600,
         path="/",
     )

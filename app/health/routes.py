@@ -1,8 +1,14 @@
-"""`/livez` (the process answers), `/readyz` (database reachable, schema at head), `/metrics` (Prometheus)."""
+"""`/livez` (the process answers), `/readyz` (database reachable, schema at head), `/metrics` (Prometheus).
+
+`/livez` and `/readyz` are open: they tell nothing but up or down. `/metrics` names routes and counts, so
+outside dev it is hidden (404) until PREFLOOP_METRICS_TOKEN is set, and then wants that bearer token.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import hmac
+
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 from sqlalchemy import text
@@ -33,6 +39,21 @@ def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def _require_metrics_access(request: Request) -> None:
+    """A set token is always required; without one the endpoint is open in dev/test and absent in prod."""
+    settings = request.app.state.settings
+    token: str = settings.metrics_token
+    if not token:
+        if settings.is_dev:
+            return
+        raise HTTPException(status_code=404, detail="Not Found")
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise HTTPException(status_code=401, detail="Bearer token required for /metrics.",
+                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+
+
 @router.get("/metrics")
-def metrics() -> Response:
+def metrics(request: Request) -> Response:
+    _require_metrics_access(request)
     return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type="text/plain; version=0.0.4")

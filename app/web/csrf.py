@@ -50,7 +50,7 @@ def ensure_cookie(request: Request, response: Response) -> None:
             nonce,
             httponly=True,
             samesite="lax",
-            secure=not request.app.state.settings.is_dev,
+            secure=request.app.state.settings.cookies_secure,
             path="/",
         )
 
@@ -77,4 +77,21 @@ async def verify_csrf(request: Request) -> None:
     nonce = request.cookies.get(CSRF_COOKIE)
     token = await submitted_token(request)
     if not nonce or not token or not hmac.compare_digest(token, _sign(request.app.state.secret, nonce)):
+        settings = request.app.state.settings
+        if not nonce and settings.cookies_secure and request.url.scheme != "https":
+            raise HTTPException(status_code=403, detail=insecure_transport_message(settings.public_origin))
         raise HTTPException(status_code=403, detail="CSRF token missing or invalid; reload the page and try again.")
+
+
+def insecure_transport_message(origin: str) -> str:
+    """Why a form posted over plain http fails when the cookies are Secure, and where to sign in instead.
+
+    The browser keeps Secure cookies away from http://, so the request arrives without its CSRF cookie:
+    saying "token invalid" would send people reloading a page that can never work.
+    """
+    return (
+        f"This server is configured for {origin} (PREFLOOP_BASE_URL), so its cookies are only sent over HTTPS "
+        f"and this plain-http request arrived without them. Sign in through {origin}/login, i.e. through the "
+        "TLS proxy. If you did, the proxy must send X-Forwarded-Proto: https and be trusted by the server "
+        "(prefloop serve --forwarded-allow-ips)."
+    )
