@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -15,10 +16,31 @@ class NotFound(LabelingError):
     status = 404
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: `text` says it without ids; `completion_ids` are the completions concerned (if any)."""
+
+    field: str
+    text: str
+    completion_ids: tuple[int, ...] = ()
+
+    def message(self) -> str:
+        ids = ", ".join(str(i) for i in sorted(self.completion_ids))
+        return f"{self.field}: {self.text}" + (f" (completion ids {ids})" if ids else "")
+
+
 class Invalid(LabelingError):
-    """The submission breaks a rule (wrong ids, ranks out of range, a required field missing)."""
+    """The submission breaks a rule (wrong ids, ranks out of range, a required field missing).
+
+    `problems` lists every broken rule found at once, so the page can name them all next to Submit and on
+    the cards concerned; the message (used by the JSON API) joins them, with ids.
+    """
 
     status = 400
+
+    def __init__(self, message: str = "", problems: list[Problem] | None = None) -> None:
+        self.problems = list(problems or [])
+        super().__init__(message or "; ".join(p.message() for p in self.problems))
 
 
 class Conflict(LabelingError):

@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 from app.auth.deps import CurrentAdmin, CurrentUser, DbSession
 from app.labeling import assignment as tasks
 from app.labeling import progress, service
-from app.labeling.errors import Conflict, LabelingError, NotFound
+from app.labeling.errors import Conflict, Invalid, LabelingError, NotFound
 from app.labeling.forms import ranking_from_form
 from app.models import Project, User
 from app.projects.service import settings_of
@@ -20,6 +20,22 @@ from app.web.templating import is_htmx_fragment_request, render
 
 router = APIRouter(tags=["labeling"])
 TEMPLATE = "labeling/label.html"
+ERRORS_TEMPLATE = "labeling/_errors.html"
+FIELD_NAMES = {"ranks": "Rank", "flags": "Flags", "likert": "Quality", "rationale": "Rationale"}
+
+
+def _problems(exc: LabelingError, shown: list[int]) -> list[dict[str, Any]]:
+    """The errors as the page shows them: every problem at once, naming answers by letter, never by id."""
+    letters = dict(zip(shown, tasks.LETTERS, strict=False))
+    if not isinstance(exc, Invalid) or not exc.problems:
+        return [{"field": "", "text": str(exc), "letters": []}]
+    out = []
+    for problem in exc.problems:
+        named = sorted(letters.get(cid, "?") for cid in problem.completion_ids)
+        label = FIELD_NAMES.get(problem.field, problem.field)
+        where = f" — answer{'s' if len(named) > 1 else ''} {', '.join(named)}" if named else ""
+        out.append({"field": problem.field, "text": f"{label}: {problem.text}{where}.", "letters": named})
+    return out
 
 
 async def form_body(request: Request) -> FormData:
@@ -66,6 +82,8 @@ def _page(
         "notice": None,
         "error": None,
         "conflict": None,
+        "problems": [],
+        "saved": None,
     }
     context.update(extra)
     headers = {"HX-Push-Url": _url(project, task)} if push else None
@@ -120,15 +138,19 @@ def submit_page(
         conflict = {"message": str(exc), "ranked": ranked, "rationale": echo.get("rationale", "")}
         return _page(request, db, project, user, None, status_code=409, conflict=conflict)
     except LabelingError as exc:
+        problems = _problems(exc, list(row.shown_completion_ids))
         if is_htmx_fragment_request(request):
-            return _page(
-                request, db, project, user, None, block="task_error", status_code=exc.status, error=str(exc)
-            )
+            return render(request, ERRORS_TEMPLATE, {"problems": problems}, status_code=exc.status)
         task = tasks.load_task(db, row)
-        return _page(request, db, project, user, task, status_code=exc.status, error=str(exc))
+        message = " ".join(p["text"] for p in problems)
+        return _page(
+            request, db, project, user, task, status_code=exc.status, error=message, problems=problems
+        )
     if not is_htmx_fragment_request(request):
         return RedirectResponse(f"/projects/{project.id}/label", status_code=303)
-    return _page(request, db, project, user, service.next_task(db, project, user), push=True)
+    today = progress.annotator_progress(db, project, user.id)["today"]
+    saved = f"Saved — ranking {today} today"
+    return _page(request, db, project, user, service.next_task(db, project, user), push=True, saved=saved)
 
 
 @router.post("/projects/{project_id}/label/{assignment_id}/skip", response_class=HTMLResponse)

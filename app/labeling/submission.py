@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.labeling import queries
 from app.labeling.assignment import own_assignment
-from app.labeling.errors import Conflict, Invalid, PayloadMismatch
+from app.labeling.errors import Conflict, Invalid, PayloadMismatch, Problem
 from app.labeling.schemas import RankingIn
 from app.models import Assignment, Project, Ranking, User, utcnow
 from app.projects.schemas import LabelingSettings
@@ -55,14 +55,17 @@ def validate(data: RankingIn, shown: list[int], cfg: LabelingSettings) -> dict[i
     bad = {cid: r for cid, r in data.ranks.items() if not 1 <= r <= k}
     if bad:
         raise Invalid(f"ranks: every rank must be between 1 and {k}; got {bad}")
+    problems: list[Problem] = []
     if data.not_rankable:
         ranks = {cid: data.ranks.get(cid, 1) for cid in shown}
     else:
         missing = shown_set - set(data.ranks)
         if missing:
-            raise Invalid(f"ranks: completion ids {_ids(missing)} have no rank")
-        if len(set(data.ranks.values())) < 2:
-            raise Invalid("ranks: at least two different ranks are needed (or mark the task not rankable)")
+            problems.append(Problem("ranks", "these answers have no rank", tuple(missing)))
+        elif len(set(data.ranks.values())) < 2:
+            problems.append(
+                Problem("ranks", "at least two different ranks are needed (or mark the task not rankable)")
+            )
         ranks = dict(data.ranks)
     allowed = set(cfg.flags) | {NO_FLAGS}
     for cid, flags in data.flags.items():
@@ -70,8 +73,9 @@ def validate(data: RankingIn, shown: list[int], cfg: LabelingSettings) -> dict[i
         if unknown:
             raise Invalid(f"flags: unknown flag(s) {sorted(unknown)} on completion {cid}")
     if cfg.flags_required and not data.not_rankable and set(data.flags) != shown_set:
-        raise Invalid(
-            f"flags: required for every completion; missing for {_ids(shown_set - set(data.flags))}"
+        missing = shown_set - set(data.flags)
+        problems.append(
+            Problem("flags", 'required for every answer (tick "none of these" if none apply)', tuple(missing))
         )
     if data.likert and not cfg.likert_enabled:
         raise Invalid("likert: ratings are not enabled in this project")
@@ -79,13 +83,16 @@ def validate(data: RankingIn, shown: list[int], cfg: LabelingSettings) -> dict[i
     if bad_likert:
         raise Invalid(f"likert: ratings must be between 1 and 7; got {bad_likert}")
     if cfg.likert_enabled and cfg.likert_required and not data.not_rankable and set(data.likert) != shown_set:
-        raise Invalid(
-            f"likert: required for every completion; missing for {_ids(shown_set - set(data.likert))}"
+        missing = shown_set - set(data.likert)
+        problems.append(
+            Problem("likert", "a quality rating (1–7) is required for every answer", tuple(missing))
         )
     if cfg.rationale_required and not data.rationale.strip():
-        raise Invalid("rationale: required in this project")
+        problems.append(Problem("rationale", "required in this project"))
     if (data.demonstration or "").strip() and not cfg.demonstrations:
         raise Invalid("demonstration: demonstrations are not enabled in this project")
+    if problems:
+        raise Invalid(problems=problems)
     return ranks
 
 

@@ -70,6 +70,7 @@ def test_drag_flag_submit_next_task_and_back(page: Page, live_server: str, db: S
     page.mouse.up()
     expect(page.locator("#cards > .card").first).to_have_attribute("data-letter", "C")
     expect(page.get_by_test_id("rank-C")).to_have_value("1")
+    page.click('.card[data-letter="B"] button[data-action="meta"]')  # flags fold behind one button
     flag = page.locator('.card[data-letter="B"] input[type="checkbox"]').first
     flag.check()
     flag_name = flag.get_attribute("value")

@@ -57,7 +57,7 @@ def test_invalid_form_is_400_fragment_and_stores_nothing(client: TestClient, db:
     url = client.get(f"/projects/{project.id}/label", follow_redirects=False).headers["location"]
     data = {k: ("1" if k.startswith("rank_") else v) for k, v in _form(client.get(url).text, csrf).items()}
     response = client.post(url, data=data, headers={**HX, "X-CSRF-Token": csrf})
-    assert response.status_code == 400 and 'id="task-error"' in response.text
+    assert response.status_code == 400 and 'id="submit-errors"' in response.text
     assert "at least two different ranks" in response.text
     assert db.scalar(select(func.count()).select_from(Ranking)) == 0
 
