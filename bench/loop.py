@@ -1,16 +1,21 @@
 """Closed-loop benchmark: the real server (uvicorn) and worker (subprocesses), simulated annotators over the
-JSON API, R rounds of rank → reward model → policy → sample. Does the loop improve the policy?
+JSON API, R rounds of rank → reward model → policy → sample → score. Does the loop improve the policy?
 
-Prompts are chunks of the shared InstructGPT TL;DR posts, uploaded without completions; the policy samples
-K candidates for each round's prompts (round 1: the base policy). The simulated annotators apply a planted
+Prompts are chunks of the shared InstructGPT TL;DR posts, uploaded ONCE without completions (a fixed pool
+of --pool prompts, default one round's worth): each round the loop plans --prompts prompts from the whole
+pool (never-ranked first, then uncertain, then least recently sampled; app.loop.planning) and samples K
+new candidates for each from the round's policies side by side (the new candidate K-2, the active policy
+1, the SFT version 1; round 0: the base policy, which is the SFT version). The simulated annotators apply a planted
 preference, more whitespace-separated words is better (ties share a rank; with probability --noise an
 annotator miscounts a candidate by one word). It is computable on any text, a tiny reward model can learn
 it from a few hundred rankings, and plain RL on a tiny random policy drifts the other way (towards shorter
 text), so a gain comes from the reward model. One JSON line per round: round, comparisons (what the reward
 model trained on), rm_version, rm_heldout_accuracy, policy_version, win_rate_vs_previous (share of held-out
 prompts, from held-out posts, where the new policy's --win-samples samples have more words on average than
-the previous active policy's; a tie counts half), words_new/words_previous, kl (sequence KL to the starting
-policy on the project's held-out prompts), kl_budget, seconds.
+the previous active policy's; a tie counts half), win_rate_vs_sft (the same against the SFT version),
+words_new/words_previous, kl_to_sft (sequence KL to the frozen SFT reference on the project's held-out
+prompts), kl_budget, and what the round's sampling did for the next one: sampled_prompts,
+resampled_prompts (of those, prompts that had candidates already), versions_per_task; seconds.
 
     python bench/loop.py --quick          # tiny CPU models, under five minutes
 """
@@ -99,7 +104,7 @@ def setup(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict[str
     from app.projects.schemas import ProjectCreate
     from worker.training.tiny import init_tiny
 
-    train, heldout = load_prompts(args.prompts * args.rounds, args.heldout, args.context_chars, args.seed)
+    train, heldout = load_prompts(args.pool, args.heldout, args.context_chars, args.seed)
     models = init_tiny(work / "models", train + heldout, seed=args.seed, vocab_size=args.vocab)
     upgrade(env["PREFLOOP_DATABASE_URL"])
     engine = create_db_engine(env["PREFLOOP_DATABASE_URL"])
@@ -151,8 +156,10 @@ def annotate(client: httpx.Client, project_id: int, tokens: list[str], args: arg
     return submitted
 
 
-def wait_chain(client: httpx.Client, project_id: int, headers: dict[str, str], first_job: int, timeout: float) -> None:
-    """Wait until the chain started by `first_job` (RM → policy → sample) has finished or failed."""
+def wait_chain(client: httpx.Client, project_id: int, headers: dict[str, str], first_job: int,
+               timeout: float) -> dict[str, Any]:
+    """Wait until the chain started by `first_job` (RM → policy → sample → score) has finished or failed;
+    returns the sampling job's result."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         jobs = client.get(f"/api/projects/{project_id}/jobs", headers=headers).json()
@@ -160,15 +167,24 @@ def wait_chain(client: httpx.Client, project_id: int, headers: dict[str, str], f
         failed = [j for j in mine if j["status"] in ("failed", "cancelled")]
         if failed:
             raise RuntimeError(f"job {failed[0]['id']} ({failed[0]['kind']}) {failed[0]['status']}: {failed[0]['error']}")
-        if any(j["kind"] == "sample_completions" and j["status"] == "succeeded" for j in mine):
-            return
+        sampled = [j for j in mine if j["kind"] == "sample_completions" and j["status"] == "succeeded"]
+        if sampled and all(j["status"] == "succeeded" for j in mine):
+            return dict(sampled[0]["result"] or {})
         time.sleep(0.5)
     raise TimeoutError("the loop did not finish in time")
 
 
-def win_rate(new_path: str, old_path: str, prompts: list[str], args: argparse.Namespace) -> dict[str, float]:
+def sampling_line(result: dict[str, Any]) -> dict[str, Any]:
+    """What a round's sampling did: prompts sampled, of them resampled, policy versions per task."""
+    return {"sampled_prompts": result.get("prompts", 0), "resampled_prompts": result.get("resampled_prompts", 0),
+            "versions_per_task": len(result.get("versions") or {}) if result.get("prompts") else 0}
+
+
+def win_rate(new_path: str, old_path: str, prompts: list[str], args: argparse.Namespace,
+             sft_path: str = "") -> dict[str, float]:
     """Share of held-out prompts where the new policy's samples have more words on average than the previous
-    policy's (same sampling seed, --win-samples each; ties count half), and both policies' mean word counts."""
+    policy's (same sampling seed, --win-samples each; ties count half), the same against the SFT version,
+    and the new and previous policies' mean word counts."""
     from worker.training.sampling import load_policy, sample_completions
 
     def mean_words(path: str) -> list[float]:
@@ -177,10 +193,14 @@ def win_rate(new_path: str, old_path: str, prompts: list[str], args: argparse.Na
                                   seed=args.seed + 1)
         return [sum(preference(t) for t in texts) / len(texts) for texts in outs]
 
+    def wins(a: list[float], b: list[float]) -> float:
+        return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b, strict=True)) / max(len(a), 1)
+
     new, old = mean_words(new_path), mean_words(old_path)
-    won = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(new, old, strict=True))
+    sft = mean_words(sft_path) if sft_path and sft_path != old_path else old
     n = max(len(prompts), 1)
-    return {"win_rate_vs_previous": won / n, "words_new": sum(new) / n, "words_previous": sum(old) / n}
+    return {"win_rate_vs_previous": wins(new, old), "win_rate_vs_sft": wins(new, sft), "words_new": sum(new) / n,
+            "words_previous": sum(old) / n}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -217,16 +237,17 @@ def run(args: argparse.Namespace) -> None:
                     if time.monotonic() > deadline:
                         raise
                 time.sleep(0.2)
-            first = client.post(f"/api/projects/{pid}/loop/run", headers=admin)  # round 1: the base policy samples
+            first = client.post(f"/api/projects/{pid}/loop/run", headers=admin)  # round 0: the base policy samples
             first.raise_for_status()
-            wait_chain(client, pid, admin, first.json()["id"], args.timeout)
+            sampled = wait_chain(client, pid, admin, first.json()["id"], args.timeout)
+            print(json.dumps({"round": 0, "pool": args.pool, **sampling_line(sampled)}), flush=True)
             for round_number in range(1, args.rounds + 1):
                 t0 = time.monotonic()
                 rankings = annotate(client, pid, ctx["tokens"]["annotators"], args, rng)
                 before = {v["id"] for v in client.get(f"/api/projects/{pid}/models", headers=admin).json()}
                 started = client.post(f"/api/projects/{pid}/loop/run", headers=admin)
                 started.raise_for_status()
-                wait_chain(client, pid, admin, started.json()["id"], args.timeout)
+                sampled = wait_chain(client, pid, admin, started.json()["id"], args.timeout)
                 versions = client.get(f"/api/projects/{pid}/models", headers=admin).json()
                 new = [v for v in versions if v["id"] not in before]
                 rm = next(v for v in new if v["kind"] == "reward")
@@ -238,10 +259,13 @@ def run(args: argparse.Namespace) -> None:
                     "rm_heldout_accuracy": rm["metrics"].get("heldout_accuracy"),
                     "policy_version": policy["name"], "policy_status": policy["status"],
                     "policy_parent": parent["name"],
-                    **win_rate(policy["checkpoint_path"], parent["checkpoint_path"], ctx["heldout"], args),
-                    "kl": policy["metrics"].get("kl"), "kl_budget": args.kl_budget,
+                    **win_rate(policy["checkpoint_path"], parent["checkpoint_path"], ctx["heldout"], args,
+                               sft_path=str(ctx["models"]["policy"])),
+                    "kl_to_sft": policy["metrics"].get("kl"), "reference_version": policy["metrics"].get("reference_version"),
+                    "kl_budget": args.kl_budget,
                     "reward_before": policy["metrics"].get("reward_before"),
                     "reward_after": policy["metrics"].get("reward_after"),
+                    **sampling_line(sampled),
                     "seconds": round(time.monotonic() - t0, 1),
                 }
                 print(json.dumps(line), flush=True)
@@ -263,6 +287,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny CPU run (under five minutes)")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--prompts", type=int, default=None, help="prompts per round")
+    parser.add_argument("--pool", type=int, default=None, help="prompts uploaded once (default: --prompts)")
     parser.add_argument("--heldout", type=int, default=None, help="held-out prompts for the win rate")
     parser.add_argument("--k", type=int, default=8, help="candidates per prompt (28 comparisons per ranking)")
     parser.add_argument("--annotators", type=int, default=3)
@@ -289,6 +314,8 @@ def main() -> None:
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.pool is None:
+        args.pool = args.prompts
     run(args)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import create_db_engine, make_session_factory, unit_of_work
 from app.jobs import queries as job_queries
 from app.jobs import queue
+from app.loop import chain
 from app.registry import service as registry
 from app.scheduler import service as scheduler
 from app.settings import Settings
@@ -150,7 +151,7 @@ def run_job(ctx: JobContext, factory: sessionmaker[Session], config: WorkerConfi
         if job is not None:
             try:
                 with db.begin_nested():  # the next loop step must never undo this job's success
-                    scheduler.after_success(db, job)
+                    chain.after_success(db, job)
             except Exception:  # noqa: BLE001 - logged; the job itself succeeded
                 log.exception("job %s succeeded but its next loop step could not be enqueued", ctx.job_id)
         return "succeeded"

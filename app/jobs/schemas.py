@@ -15,12 +15,15 @@ class JobPayloadError(ValueError):
 
 
 class SampleCompletionsPayload(BaseModel):
-    """Sample K completions with the active policy for `prompt_ids`, or for up to `limit` prompts without any."""
+    """Sample a new round of K completions for `prompt_ids`, or for up to `limit` prompts the round plan
+    chooses (app.loop.planning); `candidate_version_id` is the round's new policy, sampled beside the
+    active and SFT policies (default: the active policy)."""
 
     model_config = ConfigDict(extra="forbid")
     prompt_ids: list[int] | None = None
     limit: int | None = Field(default=None, ge=1)
     chain: bool = False
+    candidate_version_id: int | None = None
 
 
 class TrainRewardModelPayload(BaseModel):

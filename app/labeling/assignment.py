@@ -1,8 +1,8 @@
 """Claiming tasks and holding them: next task (reload-safe), leases, heartbeats, skips, ownership checks.
 
-Correctness rests on rows, not on luck: a prompt has exactly N slot rows; a claim leases one slot with
-UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED); a partial unique index allows one live
-assignment per (prompt, annotator). A lease whose time has passed is free for the next claim; the old
+Correctness rests on rows, not on luck: a prompt round has exactly N slot rows; a claim leases one slot
+with UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED); a partial unique index allows one live
+assignment per (prompt, round, annotator). A task shows the completions of its slot's round only. A lease whose time has passed is free for the next claim; the old
 assignment is marked 'expired' lazily (on its owner's next request or its late submit), so a claim never
 waits on another annotator's rows.
 """
@@ -45,15 +45,18 @@ def shown_count(project: Project, available: int) -> int:
 
 
 def _new_assignment(
-    db: Session, project: Project, annotator: User, prompt_id: int, slot_id: int | None, now: datetime
+    db: Session, project: Project, annotator: User, prompt_id: int, slot_id: int | None, now: datetime,
+    round_: int = 0,
 ) -> Assignment:
-    ids = queries.completion_ids(db, prompt_id)
+    # A gold item shows all of its (uploaded) candidates; a slot shows those of its round.
+    ids = queries.completion_ids(db, prompt_id, None if slot_id is None else round_)
     # Which K are shown, and their order, are random per assignment and stored: position bias is measurable.
     shown = random.sample(ids, shown_count(project, len(ids)))
     row = Assignment(
         project_id=project.id,
         prompt_id=prompt_id,
         slot_id=slot_id,
+        round=round_,
         annotator_id=annotator.id,
         status="active",
         shown_completion_ids=shown,
@@ -89,8 +92,8 @@ def next_task(
     for _ in range(_CLAIM_ATTEMPTS):
         claimed = queries.claim_slot(db, project.id, annotator.id, picker.order_by(project), now, expires)
         if claimed is not None:
-            slot_id, prompt_id = claimed
-            return _new_assignment(db, project, annotator, prompt_id, slot_id, now)
+            slot_id, prompt_id, round_ = claimed
+            return _new_assignment(db, project, annotator, prompt_id, slot_id, now, round_)
     return None
 
 

@@ -60,8 +60,9 @@ def claim_slot(
     order_by: Sequence[ColumnElement[Any]],
     now: datetime,
     expires: datetime,
-) -> tuple[int, int] | None:
-    """Lease one free slot of a prompt this annotator has not ranked, skipped or been given; (slot, prompt).
+) -> tuple[int, int, int] | None:
+    """Lease one free slot of a prompt round this annotator has not ranked, skipped or been given;
+    (slot, prompt, round). A new sampling round of a prompt is a new task, even for its earlier annotators.
 
     One statement: UPDATE slots ... WHERE id = (SELECT ... ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED),
     re-checking freedom in the outer WHERE. On SQLite the FOR UPDATE is dropped and BEGIN IMMEDIATE
@@ -72,6 +73,7 @@ def claim_slot(
         select(Assignment.id)
         .where(
             Assignment.prompt_id == candidate.prompt_id,
+            Assignment.round == candidate.round,
             Assignment.annotator_id == annotator_id,
             Assignment.status.in_(LIVE_STATUSES),
         )
@@ -91,20 +93,22 @@ def claim_slot(
         update(Slot)
         .where(Slot.id == pick, _free(Slot, now))
         .values(status="leased", annotator_id=annotator_id, lease_expires_at=expires)
-        .returning(Slot.id, Slot.prompt_id)
+        .returning(Slot.id, Slot.prompt_id, Slot.round)
     )
     row = db.execute(stmt).first()
-    return (int(row[0]), int(row[1])) if row else None
+    return (int(row[0]), int(row[1]), int(row[2])) if row else None
 
 
 def _adapt(term: ColumnElement[Any], alias: Any) -> ColumnElement[Any]:
     return ClauseAdapter(inspect(alias).selectable).traverse(term)
 
 
-def completion_ids(db: Session, prompt_id: int) -> list[int]:
-    return list(
-        db.scalars(select(Completion.id).where(Completion.prompt_id == prompt_id).order_by(Completion.id))
-    )
+def completion_ids(db: Session, prompt_id: int, round_: int | None = None) -> list[int]:
+    """The prompt's completions (of one sampling round when `round_` is given)."""
+    stmt = select(Completion.id).where(Completion.prompt_id == prompt_id)
+    if round_ is not None:
+        stmt = stmt.where(Completion.round == round_)
+    return list(db.scalars(stmt.order_by(Completion.id)))
 
 
 def add(db: Session, row: Any) -> None:
@@ -121,13 +125,14 @@ def assignment(db: Session, assignment_id: int, *, for_update: bool = False) -> 
 
 
 def other_live_on_prompt(db: Session, assignment: Assignment) -> bool:
-    """Whether the annotator holds another live assignment on the same prompt (blocks a late re-take)."""
+    """Whether the annotator holds another live assignment on the same prompt round (blocks a late re-take)."""
     return (
         db.scalar(
             select(func.count())
             .select_from(Assignment)
             .where(
                 Assignment.prompt_id == assignment.prompt_id,
+                Assignment.round == assignment.round,
                 Assignment.annotator_id == assignment.annotator_id,
                 Assignment.status.in_(LIVE_STATUSES),
                 Assignment.id != assignment.id,

@@ -1,7 +1,8 @@
 """Slots: one row per required ranking of a prompt. Claiming a slot row is the lock that bounds collection.
 
-`ensure_slots` is called by the import service after prompts arrive and by `projects.service.update`
-when `annotations_per_prompt` is raised. It only ever adds rows (lowering N leaves existing slots).
+`ensure_slots` is called by the import service after prompts arrive, by `projects.service.update`
+when `annotations_per_prompt` is raised, and by the loop's sampling for each new round of a prompt (a slot
+ranks the completions of its `round`). It only ever adds rows (lowering N leaves existing slots).
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ def min_candidates(project: Project) -> int:
 
 
 def _eligible(
-    db: Session, project: Project, prompt_ids: Sequence[int] | None
+    db: Session, project: Project, prompt_ids: Sequence[int] | None, round_: int
 ) -> list[tuple[int, float, int]]:
-    """(prompt id, prompt priority, existing slot count) for prompts with enough candidates; gold excluded."""
+    """(prompt id, prompt priority, existing slot count) for prompts with enough candidates in round
+    `round_`; gold excluded."""
     n_completions = (
-        select(Completion.prompt_id, func.count().label("n")).group_by(Completion.prompt_id).subquery()
+        select(Completion.prompt_id, func.count().label("n"))
+        .where(Completion.round == round_)
+        .group_by(Completion.prompt_id)
+        .subquery()
     )
-    n_slots = select(Slot.prompt_id, func.count().label("n")).group_by(Slot.prompt_id).subquery()
+    n_slots = (
+        select(Slot.prompt_id, func.count().label("n"))
+        .where(Slot.round == round_)
+        .group_by(Slot.prompt_id)
+        .subquery()
+    )
     stmt = (
         select(Prompt.id, Prompt.priority, func.coalesce(n_slots.c.n, 0))
         .join(n_completions, n_completions.c.prompt_id == Prompt.id)
@@ -52,22 +62,26 @@ def _eligible(
     return eligible
 
 
-def ensure_slots(db: Session, project: Project, prompt_ids: Sequence[int] | None = None) -> int:
-    """Create the missing slots (annotations_per_prompt per rankable prompt); returns how many were created.
+def ensure_slots(
+    db: Session, project: Project, prompt_ids: Sequence[int] | None = None, *, round_: int = 0
+) -> int:
+    """Create the missing slots of round `round_` (annotations_per_prompt per prompt with enough candidates
+    of that round); returns how many were created.
 
-    Idempotent and safe under concurrency: rows are keyed by (prompt_id, slot_index) and inserted with
+    Idempotent and safe under concurrency: rows are keyed by (prompt_id, round, slot_index) and inserted with
     ON CONFLICT DO NOTHING, so two callers racing on the same prompts create each slot exactly once.
     Gold prompts get no slots: they are injected by the selection hook and never count towards N.
     """
     now = utcnow()
     rows: list[dict[str, Any]] = []
-    for prompt_id, priority, _existing in _eligible(db, project, prompt_ids):
+    for prompt_id, priority, _existing in _eligible(db, project, prompt_ids, round_):
         # Offer every index from 0: existing ones conflict and are skipped, so a gap is repaired too.
         for index in range(project.annotations_per_prompt):
             rows.append(
                 {
                     "project_id": project.id,
                     "prompt_id": prompt_id,
+                    "round": round_,
                     "slot_index": index,
                     "status": "open",
                     "priority": priority,
@@ -80,7 +94,7 @@ def ensure_slots(db: Session, project: Project, prompt_ids: Sequence[int] | None
         stmt = (
             insert(Slot)
             .values(rows[start : start + _BATCH])
-            .on_conflict_do_nothing(index_elements=["prompt_id", "slot_index"])
+            .on_conflict_do_nothing(index_elements=["prompt_id", "round", "slot_index"])
             .returning(Slot.id)  # rowcount is not reliable for multi-row inserts on every driver
         )
         created += len(db.execute(stmt).all())

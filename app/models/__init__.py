@@ -5,7 +5,7 @@ from app.models.jobs import Job, JobEvent
 from app.models.labeling import Assignment, Comparison, Ranking, Slot
 from app.models.projects import Project
 from app.models.prompts import Completion, ImportRecord, Prompt
-from app.models.registry import ModelVersion, ModelVersionComparison
+from app.models.registry import ModelVersion, ModelVersionComparison, ModelVersionPrompt
 from app.models.users import ApiToken, LoginAttempt, User, UserSession
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "LoginAttempt",
     "ModelVersion",
     "ModelVersionComparison",
+    "ModelVersionPrompt",
     "Project",
     "Prompt",
     "Ranking",

@@ -30,7 +30,7 @@ class Slot(Base):
 
     __tablename__ = "slots"
     __table_args__ = (
-        UniqueConstraint("prompt_id", "slot_index"),
+        UniqueConstraint("prompt_id", "round", "slot_index"),
         CheckConstraint("status IN ('open', 'leased', 'done')", name="status"),
         Index("ix_slots_project_id_status_priority", "project_id", "status", "priority"),
     )
@@ -38,6 +38,9 @@ class Slot(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    # The prompt's sampling round whose completions this slot ranks (completions.round); a prompt the
+    # loop samples again gets new slots for its new round, and older rounds keep their rankings.
+    round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     slot_index: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="open")
     annotator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -52,10 +55,11 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         CheckConstraint("status IN ('active', 'submitted', 'skipped', 'expired')", name="status"),
-        # One live assignment per (prompt, annotator); expired ones may repeat.
+        # One live assignment per (prompt, round, annotator); expired ones may repeat.
         Index(
             "uq_assignments_prompt_annotator_live",
             "prompt_id",
+            "round",
             "annotator_id",
             unique=True,
             postgresql_where=_LIVE_ASSIGNMENT,
@@ -68,6 +72,7 @@ class Assignment(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
     slot_id: Mapped[int | None] = mapped_column(ForeignKey("slots.id", ondelete="SET NULL"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default="active")
     shown_completion_ids: Mapped[list[int]] = mapped_column(JSON)

@@ -28,6 +28,10 @@ class ModelVersion(Base):
     base_model: Mapped[str] = mapped_column(String(500))
     checkpoint_path: Mapped[str | None] = mapped_column(String(1000))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    # PPO/RLOO: the frozen policy the KL is measured against (the SFT version by default), and the
+    # reward model the rollouts were scored by. None for reward models and base versions.
+    reference_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    reward_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(16), default="training")
     status_reason: Mapped[str] = mapped_column(Text, default="")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -50,3 +54,14 @@ class ModelVersionComparison(Base):
     comparison_id: Mapped[int] = mapped_column(
         ForeignKey("comparisons.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class ModelVersionPrompt(Base):
+    """Lineage of RL policy versions: prompt `prompt_id` was a rollout prompt of `model_version_id`."""
+
+    __tablename__ = "model_version_prompts"
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True, index=True)

@@ -120,6 +120,7 @@ def loop_status(project: Annotated[str, typer.Argument(help="Project id or name.
             out = {"project_id": row.id, "schedule_enabled": status.enabled, "retrain_every": status.retrain_every,
                    "new_comparisons": status.new_comparisons,
                    "prompts_without_completions": status.prompts_without_completions,
+                   "eligible_prompts": status.eligible_prompts,
                    "active": active, "active_jobs": [{"id": j.id, "kind": j.kind, "status": j.status}
                                                      for j in status.active_jobs]}
     except service.ProjectNotFound as exc:

@@ -26,6 +26,11 @@ class SamplingSettings(BaseModel):
     max_new_tokens: int = Field(default=64, ge=1, le=8192)
     seed: int = 0
     k: int | None = Field(default=None, ge=2, le=16, description="completions per prompt; default k_max")
+    # Versions side by side (app.loop.planning.policy_mix): of a task's K candidates, `from_active` come
+    # from the active policy and `from_sft` from the SFT version, the rest from the round's new candidate
+    # policy (at least one); roles that are the same version pool their share.
+    from_active: int = Field(default=1, ge=0, le=16, description="candidates per task from the active policy")
+    from_sft: int = Field(default=1, ge=0, le=16, description="candidates per task from the SFT version")
 
 
 class TrainingSettings(BaseModel):
@@ -60,6 +65,9 @@ class TrainingSettings(BaseModel):
     kl_beta: float = Field(default=0.02, ge=0.0)
     dpo_beta: float = Field(default=0.1, gt=0.0)
     kl_budget: float = Field(default=10.0, gt=0.0)
+    reference: Literal["sft", "previous"] = Field(
+        default="sft", description="the frozen KL reference of PPO/RLOO: the SFT version (InstructGPT) or "
+        "the round's starting policy")
 
 
 class ScheduleSettings(BaseModel):
@@ -67,6 +75,11 @@ class ScheduleSettings(BaseModel):
     enabled: bool = False
     retrain_every: int = Field(default=200, ge=1, description="new comparisons that trigger retraining")
     prompts_per_round: int = Field(default=50, ge=1)
+    # Round planning (app.loop.planning.choose_prompts): never-ranked prompts first, then up to
+    # `uncertain_share` of the round by reward-model uncertainty, then the least recently sampled.
+    resample: bool = Field(default=True, description="choose already-ranked prompts again for new candidates")
+    uncertain_share: float = Field(default=0.5, ge=0.0, le=1.0,
+                                   description="at most this share of a round chosen by RM uncertainty")
 
 
 class LabelingSettings(BaseModel):

@@ -140,19 +140,6 @@ def project_prompts(db: Session, project_id: int) -> list[tuple[int, PromptValue
     return [(p.id, prompt_value(p)) for p in db.scalars(stmt)]
 
 
-def prompts_without_completions(db: Session, project_id: int, limit: int | None = None,
-                                prompt_ids: list[int] | None = None) -> list[tuple[int, PromptValue]]:
-    """Prompts that need candidates (no completion yet), highest priority then oldest first."""
-    has_completion = exists().where(Completion.prompt_id == Prompt.id)
-    stmt = select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False), ~has_completion)
-    if prompt_ids is not None:
-        stmt = stmt.where(Prompt.id.in_(prompt_ids))
-    stmt = stmt.order_by(Prompt.priority.desc(), Prompt.id)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return [(p.id, prompt_value(p)) for p in db.scalars(stmt)]
-
-
 def count_prompts_without_completions(db: Session, project_id: int) -> int:
     has_completion = exists().where(Completion.prompt_id == Prompt.id)
     stmt = select(func.count()).select_from(Prompt).where(

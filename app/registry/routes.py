@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
+from app.loop import service as loop
 from app.models import ModelVersion, Project
 from app.projects import service as projects
 from app.registry import service as registry
@@ -111,9 +112,9 @@ def rollback_form(project_id: int, db: DbSession, admin: CurrentAdmin,
 # --- JSON -------------------------------------------------------------------------------------------------
 
 
-def _out(version: ModelVersion, count: int) -> VersionOut:
+def _out(version: ModelVersion, count: int, rollout_prompts: int = 0) -> VersionOut:
     out = VersionOut.model_validate(version)
-    out.comparisons = count
+    out.comparisons, out.rollout_prompts = count, rollout_prompts
     return out
 
 
@@ -123,7 +124,8 @@ def api_models(project_id: int, db: DbSession, _admin: ApiAdmin, kind: str | Non
         raise HTTPException(status_code=400, detail="kind must be policy or reward")
     versions = registry.list_versions(db, _project(db, project_id).id, kind)
     counts = registry.lineage_counts(db, [v.id for v in versions])
-    return [_out(v, counts.get(v.id, 0)) for v in versions]
+    rollouts = loop.rollout_prompt_counts(db, [v.id for v in versions])
+    return [_out(v, counts.get(v.id, 0), rollouts.get(v.id, 0)) for v in versions]
 
 
 @router.get("/api/projects/{project_id}/models/{version_id}", response_model=VersionDetailOut)
@@ -132,6 +134,8 @@ def api_model(project_id: int, version_id: int, db: DbSession, _admin: ApiAdmin)
     ids = registry.lineage(db, version.id)
     out = VersionDetailOut.model_validate(version)
     out.comparisons, out.comparison_ids = len(ids), ids
+    out.rollout_prompt_ids = loop.rollout_prompts(db, version.id)
+    out.rollout_prompts = len(out.rollout_prompt_ids)
     return out
 
 

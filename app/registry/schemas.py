@@ -17,6 +17,8 @@ class VersionOut(BaseModel):
     base_model: str
     checkpoint_path: str | None
     parent_id: int | None
+    reference_version_id: int | None = None
+    reward_version_id: int | None = None
     status: str
     status_reason: str
     metrics: dict[str, Any]
@@ -27,10 +29,12 @@ class VersionOut(BaseModel):
     created_at: datetime
     activated_at: datetime | None
     comparisons: int = 0
+    rollout_prompts: int = 0
 
 
 class VersionDetailOut(VersionOut):
     comparison_ids: list[int] = Field(default_factory=list)
+    rollout_prompt_ids: list[int] = Field(default_factory=list)
 
 
 class PromoteIn(BaseModel):

@@ -1,7 +1,7 @@
-"""When to enqueue loop work: retrain after enough new comparisons, chain RM → policy → next sampling round.
+"""When to start loop work: retrain after enough new comparisons (`tick`), or a round by hand.
 
 `tick` runs inside the worker loop (one cheap count per scheduled project), so no extra process is needed.
-Each chained job records the job that triggered it as its parent.
+What follows each job (RM → policy → sampling → scoring) is app.loop.chain.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from app.jobs import queries as job_queries
 from app.jobs import queue
+from app.loop import service as loop_service
 from app.models import Job, Project
 from app.projects import service as projects
-from app.quality.scoring import enqueue_after_promotion
 from app.registry import datasets
 from app.registry import queries as registry_queries
 
@@ -34,6 +34,7 @@ class LoopStatus:
     prompts_per_round: int
     new_comparisons: int
     prompts_without_completions: int
+    eligible_prompts: int
     active_jobs: list[Job]
 
 
@@ -46,6 +47,7 @@ def status(db: Session, project: Project) -> LoopStatus:
         prompts_per_round=schedule.prompts_per_round,
         new_comparisons=registry_queries.count_comparisons_after(db, project.id, watermark),
         prompts_without_completions=datasets.count_prompts_without_completions(db, project.id),
+        eligible_prompts=loop_service.count_eligible(db, project),
         active_jobs=job_queries.active_jobs_of(db, project.id),
     )
 
@@ -55,7 +57,8 @@ def _loop_busy(db: Session, project_id: int) -> bool:
 
 
 def run_loop_now(db: Session, project: Project, requested_by: str = "") -> Job:
-    """Admin request: retrain on the new comparisons (then policy, then sample), or sample the first round."""
+    """Admin request: retrain on the new comparisons (then policy, then sample), or sample a round of the
+    prompts the round plan chooses (app.loop.planning)."""
     active = [j for j in job_queries.active_jobs_of(db, project.id) if j.kind in LOOP_KINDS]
     if active:
         return active[0]
@@ -63,11 +66,11 @@ def run_loop_now(db: Session, project: Project, requested_by: str = "") -> Job:
     if loop.new_comparisons > 0:
         job, _ = queue.enqueue(db, "train_reward_model", project.id, {"chain": True, "requested_by": requested_by})
         return job
-    if loop.prompts_without_completions > 0:
+    if loop.eligible_prompts > 0:
         job, _ = queue.enqueue(db, "sample_completions", project.id, {"limit": loop.prompts_per_round})
         return job
-    raise SchedulerError("nothing to do: no new comparisons since the last reward model and no prompts "
-                         "without completions")
+    raise SchedulerError("nothing to do: no new comparisons since the last reward model and no eligible "
+                         "prompts (every prompt is still being labeled)")
 
 
 def tick(db: Session) -> list[Job]:
@@ -85,20 +88,3 @@ def tick(db: Session) -> list[Job]:
         if was_created:
             created.append(job)
     return created
-
-
-def after_success(db: Session, job: Job) -> Job | None:
-    """Continue a chained loop: RM → policy → sampling of the next round's prompts."""
-    # A promoted reward model rescores pending prompts (active selection / RM suggestions), chained or not.
-    enqueue_after_promotion(db, job)
-    if not job.payload.get("chain") or job.project_id is None:
-        return None
-    if job.kind == "train_reward_model":
-        nxt, _ = queue.enqueue(db, "train_policy", job.project_id, {"chain": True}, parent_id=job.id)
-        return nxt
-    if job.kind == "train_policy":
-        project = projects.get(db, job.project_id)
-        limit = projects.settings_of(project).schedule.prompts_per_round
-        nxt, _ = queue.enqueue(db, "sample_completions", job.project_id, {"limit": limit}, parent_id=job.id)
-        return nxt
-    return None

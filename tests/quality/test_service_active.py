@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.jobs import queue
 from app.labeling import service as labeling
+from app.loop import chain
 from app.models import Completion, ModelVersion, Project, Prompt, Ranking, Slot
 from app.quality import scoring, service
 from app.quality.ai_annotator import ChatRanker, TaskView, ai_user, annotate, parse_order, rm_ranker
-from app.scheduler import service as scheduler
 from tests.factories import make_user
 from tests.quality.db_helpers import by_id, rank_next, seeded_project
 
@@ -102,7 +102,7 @@ def test_score_prompts_is_queued_after_a_promoted_reward_model(db: Session) -> N
     job, _ = queue.enqueue(db, "train_reward_model", project.id, {})
     job.result = {"status": "active", "version_id": 7}
     db.flush()
-    scheduler.after_success(db, job)
+    chain.after_success(db, job)
     queued = [j for j in queue.queries.active_jobs_of(db, project.id) if j.kind == "score_prompts"]
     assert len(queued) == 1 and queued[0].payload["version_id"] == 7 and queued[0].parent_id == job.id
 

@@ -1,5 +1,6 @@
 """The closed loop end to end on CPU with tiny models, on SQLite and Postgres: sample K candidates,
-annotators rank through the JSON API, the threshold triggers RM → policy → next round, lineage is exact."""
+annotators rank through the JSON API, the threshold triggers RM → policy → next round → scoring, lineage
+is exact. (Several rounds on a fixed pool: test_loop_rounds.)"""
 
 from __future__ import annotations
 
@@ -49,15 +50,15 @@ def test_closed_loop(db: Session, client: TestClient, clean_engine: Engine, sett
     assert len(comparison_ids) == 18  # 6 rankings × C(3, 2)
     db.commit()
 
-    # The scheduler tick inside the worker sees 18 new comparisons and runs RM → policy → sampling.
-    assert _work(settings, clean_engine) == 3
+    # The scheduler tick inside the worker sees 18 new comparisons and runs RM → policy → sampling → scoring.
+    assert _work(settings, clean_engine) == 4
     db.expire_all()
     jobs = db.scalars(select(Job).where(Job.project_id == project.id).order_by(Job.id)).all()
     assert [(j.kind, j.status) for j in jobs] == [
         ("sample_completions", "succeeded"), ("train_reward_model", "succeeded"),
-        ("train_policy", "succeeded"), ("sample_completions", "succeeded"),
+        ("train_policy", "succeeded"), ("sample_completions", "succeeded"), ("score_prompts", "succeeded"),
     ], [(j.kind, j.status, j.error) for j in jobs]
-    assert jobs[2].parent_id == jobs[1].id and jobs[3].parent_id == jobs[2].id
+    assert jobs[2].parent_id == jobs[1].id and jobs[3].parent_id == jobs[2].id and jobs[4].parent_id == jobs[3].id
     assert jobs[1].payload["watermark"] == comparison_ids[-1]
 
     rm = db.scalars(select(ModelVersion).where(ModelVersion.kind == "reward", ModelVersion.name == "reward-v1")).one()
@@ -71,14 +72,19 @@ def test_closed_loop(db: Session, client: TestClient, clean_engine: Engine, sett
     policy = db.scalars(select(ModelVersion).where(ModelVersion.kind == "policy", ModelVersion.name == "policy-v1")
                         ).one()
     assert policy.parent_id == v0.id and policy.training_config["reward_version_id"] == rm.id
+    assert policy.reference_version_id == v0.id and policy.reward_version_id == rm.id
     assert policy.metrics["reward_before"] is not None and len(policy.metrics["history"]) == 3
     active_policy = registry.active_version(db, project.id, "policy")
     assert active_policy is not None
     round2 = db.scalars(select(Completion).where(Completion.id.not_in([c.id for c in round1]))).all()
-    assert len(round2) == 18 and {c.model_version_id for c in round2} == {active_policy.id}
-    assert not {c.prompt_id for c in round2} & set(by_prompt)  # the next round's prompts are new ones
+    # K = 3 side by side: one from the new candidate (policy-v1), one from the active policy, one from SFT.
+    assert len(round2) == 18 and {c.model_version_id for c in round2} == {v0.id, policy.id}
+    assert all(sum(c.model_version_id == policy.id for c in round2 if c.prompt_id == pid) ==
+               (2 if policy.status == "active" else 1) for pid in {c.prompt_id for c in round2})
+    assert all((c.meta or {}).get("rm_score_version") == rm.id for c in round2)  # scored after sampling
+    assert not {c.prompt_id for c in round2} & set(by_prompt)  # never-ranked prompts come first
     if policy.status == "active":
-        assert active_policy.id == policy.id and {c.model_name for c in round2} == {"policy-v1"}
+        assert active_policy.id == policy.id
     else:
         # The tiny run's reward gain depends on the labeling order; a rejection must say why, keep v0
         # active, and the admin override must make the next sampling use policy-v1.
@@ -88,8 +94,8 @@ def test_closed_loop(db: Session, client: TestClient, clean_engine: Engine, sett
         db.add(Prompt(project_id=project.id, external_id="extra", text="One more prompt?", content_hash="f" * 64))
         queue.enqueue(db, "sample_completions", project.id, {"limit": 1})
         db.commit()
-        assert _work(settings, clean_engine) == 1
+        assert _work(settings, clean_engine) == 2  # sampling, then scoring
         extra = db.scalars(select(Completion).join(Prompt).where(Prompt.external_id == "extra")).all()
-        assert len(extra) == 3 and {c.model_version_id for c in extra} == {policy.id}
+        assert len(extra) == 3 and [c.model_version_id for c in extra].count(policy.id) == 2  # and one SFT
         round2 = round2 + list(extra)
     assert db.scalar(select(func.count()).select_from(Completion)) == len(round1) + len(round2)

@@ -34,7 +34,8 @@ SETTINGS = {
     "training": {"algorithm": "rloo", "rm_epochs": 8, "rm_lr": 1e-3, "rm_batch_prompts": 4,
                  "rm_heldout_fraction": 0.25, "policy_lr": 1e-3, "policy_steps": 40, "policy_batch_prompts": 8,
                  "rloo_k": 4, "kl_beta": 0.1, "kl_budget": KL_BUDGET},
-    "schedule": {"enabled": True, "retrain_every": 1, "prompts_per_round": TRAIN_PROMPTS},
+    # One round only: with `resample` off the chained sampling after the policy finds nothing to sample.
+    "schedule": {"enabled": True, "retrain_every": 1, "prompts_per_round": TRAIN_PROMPTS, "resample": False},
 }
 
 

@@ -1,22 +1,25 @@
-"""`sample_completions`: the active policy writes K candidates for prompts that have none, then slots open.
+"""`sample_completions`: sample a new round of K candidates for the prompts the round plan chooses
+(app.loop.planning: never-ranked first, then uncertain, then least recently sampled), from the round's
+policies side by side (the new candidate, the active policy, the SFT version; app.loop.service), and
+open the new round's slots. Older completions and their rankings stay.
 
-Prompts are sampled in small batches (each prompt encoded once and its KV cache shared by its K samples,
-see worker.training.sampling); `should_stop` is checked between batches. Completions record the policy
-version that sampled them. Everything is written in one transaction at the end, so a crash writes nothing.
+Prompts are sampled in small batches (each prompt encoded once and its KV cache shared by its samples,
+see worker.training.sampling); `should_stop` is checked between batches. Each sample's randomness is
+keyed by its prompt and round, so a retry samples identically and a new round samples afresh.
+Everything is written in one transaction at the end, so a crash writes nothing.
 """
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from app.db import unit_of_work
 from app.jobs.schemas import SampleCompletionsPayload
-from app.models import Completion
+from app.loop import service as loop
 from app.projects.service import settings_of
-from app.registry import datasets
-from app.registry import service as registry
 from worker.context import JobContext, JobFailure, JobStopped
-from worker.handlers.common import load_project, verified, version_round
+from worker.handlers.common import load_project, verified
 
 BATCH_PROMPTS = 8
 
@@ -27,57 +30,60 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
+def sample_key(prompt_id: int, round_: int) -> int:
+    """The random-stream key of a prompt's round (round 0 keeps the prompt id, as before rounds existed)."""
+    return prompt_id + (round_ << 40)
+
+
 def run(ctx: JobContext) -> dict[str, Any]:
-    """Sample, store and open slots; returns counts and the policy version used."""
+    """Plan, sample, store and open slots; returns counts and the policy versions used."""
     payload = SampleCompletionsPayload.model_validate(ctx.payload)
     with unit_of_work(ctx.session_factory) as db:
         project = load_project(db, ctx)
         settings = settings_of(project)
-        policy = registry.ensure_base_version(db, project, "policy")
-        if policy is None or not policy.checkpoint_path:
-            raise JobFailure("the project has no policy model: set training.policy_model "
-                             f"(prefloop projects configure {project.id} --policy-model PATH)", retryable=False)
-        limit = payload.limit or (None if payload.prompt_ids else settings.schedule.prompts_per_round)
-        todo = datasets.prompts_without_completions(db, project.id, limit=limit, prompt_ids=payload.prompt_ids)
         k = settings.sampling.k or project.k_max
-        policy_id, policy_name, policy_path = policy.id, policy.name, policy.checkpoint_path
-    if not todo:
-        return {"prompts": 0, "completions": 0, "policy_version_id": policy_id}
+        try:
+            draws = loop.sampling_policies(db, project, k, payload.candidate_version_id)
+        except loop.LoopError as exc:
+            raise JobFailure(str(exc), retryable=False) from exc
+        planned = loop.plan_round(db, project, payload.limit, payload.prompt_ids)
+    versions = {d.name: d.count for d in draws}
+    if not planned:
+        return {"prompts": 0, "completions": 0, "prompt_ids": [], "resampled_prompts": 0, "versions": versions}
 
     from worker.training.sampling import load_policy, sample_completions
 
-    ctx.progress(0.02, f"loading {policy_name}")
-    model, tokenizer = load_policy(verified(policy_path))
     sampling = settings.sampling
-    texts: dict[int, list[str]] = {}
-    for start in range(0, len(todo), BATCH_PROMPTS):
-        if ctx.should_stop():
-            raise JobStopped()
-        batch = todo[start : start + BATCH_PROMPTS]
-        samples = sample_completions(
-            model, tokenizer, [p for _, p in batch], k, temperature=sampling.temperature, top_p=sampling.top_p,
-            max_new_tokens=sampling.max_new_tokens, seed=sampling.seed, batch_size=BATCH_PROMPTS,
-            prompt_keys=[prompt_id for prompt_id, _ in batch],  # a retry samples each prompt identically
-        )
-        for (prompt_id, _), outs in zip(batch, samples, strict=True):
-            texts[prompt_id] = outs
-        done = min(start + BATCH_PROMPTS, len(todo))
-        ctx.progress(0.05 + 0.9 * done / len(todo), f"sampled {done}/{len(todo)} prompts × {k}")
+    samples: dict[int, list[tuple[loop.PolicyDraw, str]]] = {p.prompt_id: [] for p in planned}
+    total = len(draws) * len(planned)
+    done = 0
+    for draw in draws:
+        ctx.progress(0.02 + 0.9 * done / total, f"loading {draw.name}")
+        model, tokenizer = load_policy(verified(draw.checkpoint_path))
+        for start in range(0, len(planned), BATCH_PROMPTS):
+            if ctx.should_stop():
+                raise JobStopped()
+            batch = planned[start : start + BATCH_PROMPTS]
+            outs = sample_completions(
+                model, tokenizer, [p.prompt for p in batch], draw.count, temperature=sampling.temperature,
+                top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens, seed=sampling.seed,
+                batch_size=BATCH_PROMPTS, prompt_keys=[sample_key(p.prompt_id, p.round) for p in batch],
+            )
+            for plan, texts in zip(batch, outs, strict=True):
+                samples[plan.prompt_id] += [(draw, storable(text)) for text in texts]
+            done += len(batch)
+            ctx.progress(0.02 + 0.9 * done / total, f"{draw.name}: sampled {done}/{total} prompt draws")
+        del model
+    # Positions do not group the versions (the ranking page shuffles anyway, but exports read positions).
+    shuffle = random.Random(f"{sampling.seed}:{ctx.job_id}")
+    for texts in samples.values():
+        shuffle.shuffle(texts)
 
-    from app.labeling.slots import ensure_slots
-
-    round_number = version_round(policy_name)
     with unit_of_work(ctx.session_factory) as db:
         project = load_project(db, ctx)
-        # Another job may have filled some prompts meanwhile (e.g. an upload): never mix two candidate sets.
-        still_empty = {pid for pid, _ in datasets.prompts_without_completions(db, project.id, prompt_ids=list(texts))}
-        rows = [
-            Completion(prompt_id=pid, position=i, text=storable(text), source="model", model_name=policy_name,
-                       model_version_id=policy_id, round=round_number, meta={"job_id": ctx.job_id})
-            for pid, outs in texts.items() if pid in still_empty for i, text in enumerate(outs)
-        ]
-        db.add_all(rows)
-        db.flush()
-        slots = ensure_slots(db, project, sorted(still_empty))
-    return {"prompts": len(still_empty), "completions": len(rows), "k": k, "slots": slots,
-            "policy_version_id": policy_id, "policy_version": policy_name, "round": round_number}
+        stored = loop.store_round(db, project, planned, samples, ctx.job_id)
+    resampled = sum(1 for p in planned if p.round > 0 and p.prompt_id in stored.prompt_ids)
+    return {"prompts": len(stored.prompt_ids), "completions": stored.completions, "k": k, "slots": stored.slots,
+            "prompt_ids": stored.prompt_ids, "resampled_prompts": resampled, "versions": versions,
+            "policy_version_id": draws[0].version_id, "policy_version": draws[0].name,
+            "reasons": {reason: sum(1 for p in planned if p.reason == reason) for reason in {p.reason for p in planned}}}

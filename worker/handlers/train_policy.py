@@ -2,9 +2,13 @@
 directly (DPO), evaluate on held-out prompts before and after, and decide promotion. DPO reads the same
 rankings as reward training (human and imported; LLM-judge AI rankings only with `training.ai_rankings`).
 
-The run starts from the active policy; KL is measured against that starting policy. Metrics keep the
-per-step history for the plots on the models page. Like reward training, the version row and output
-directory belong to the job, so a retry resumes from the saved training state.
+The run starts from the active policy. PPO/RLOO take their KL against the frozen reference of
+`training.reference` (app.loop.service.reference_for: the SFT version by default, so the policy does not
+drift from it round after round; "previous" for the starting policy), recorded on the version as
+`reference_version_id`, with the reward model as `reward_version_id` and the rollout prompts as lineage
+rows (DPO: the comparisons). Metrics keep the per-step history for the plots on the models page. Like
+reward training, the version row and output directory belong to the job, so a retry resumes from the
+saved training state.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from app.db import unit_of_work
 from app.jobs import queue
 from app.jobs.schemas import TrainPolicyPayload
+from app.loop import service as loop
 from app.projects.service import settings_of
 from app.registry import datasets
 from app.registry import queries as registry_queries
@@ -68,7 +73,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if not prompts:
             raise JobFailure("the project has no prompts to train the policy on", retryable=False)
         held_ids = datasets.heldout_prompt_ids([pid for pid, _ in prompts], minimum=min(8, len(prompts) // 4))
-        train_prompts = [p for pid, p in prompts if pid not in held_ids] or [p for _, p in prompts]
+        train_pairs = [(pid, p) for pid, p in prompts if pid not in held_ids] or prompts
+        train_prompts = [p for _, p in train_pairs]
         heldout_prompts = [p for pid, p in prompts if pid in held_ids] or train_prompts
         algorithm = training.algorithm
         groups: list[dict[str, Any]] = []
@@ -93,11 +99,17 @@ def run(ctx: JobContext) -> dict[str, Any]:
             num_samples=training.rloo_k if algorithm == "rloo" else None,
             save_every=max(1, training.policy_steps // 4),
         )
+        reference = loop.reference_for(db, project, policy) if algorithm in ("ppo", "rloo") else policy
         version = registry.start_version(
             db, project, "policy", job_id=ctx.job_id, parent=policy, base_model=policy.checkpoint_path,
-            training_config={**config.to_dict(), "reward_version_id": reward.id, "reward_version": reward.name},
+            training_config={**config.to_dict(), "reward_version_id": reward.id, "reward_version": reward.name,
+                             "reference": training.reference, "reference_version": reference.name},
             data_watermark=watermark if algorithm == "dpo" else reward.data_watermark,
         )
+        version.reference_version_id = reference.id
+        version.reward_version_id = reward.id if algorithm in ("ppo", "rloo") else None
+        reference_path, reference_name = str(reference.checkpoint_path), reference.name
+        rollout_prompt_ids = [pid for pid, _ in train_pairs] if algorithm in ("ppo", "rloo") else []
         out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, "policy", version.id)
         version_id, version_name = version.id, version.name
         policy_path, reward_path, reward_name = policy.checkpoint_path, reward.checkpoint_path, reward.name
@@ -108,10 +120,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
     ensure_writable_dir(out_dir)
     resumed_from = resume_step(out_dir / "train_state")
 
-    ctx.progress(0.01, f"{algorithm}: training {version_name} from the active policy against {reward_name}")
+    ctx.progress(0.01, f"{algorithm}: training {version_name} from the active policy against {reward_name}, "
+                       f"KL to {reference_name}")
     try:
         result = train_policy(
             config, policy_path=verified(policy_path), output_dir=out_dir, prompts=train_prompts,
+            reference_path=verified(reference_path),
             reward_model_path=verified(reward_path), groups=ranking_groups(groups) if groups else None,
             heldout_prompts=heldout_prompts, progress=scaled_progress(ctx, 0.02, 0.95), should_stop=ctx.should_stop,
             judge_model_paths=usable_judges(ctx, judges),
@@ -130,13 +144,16 @@ def run(ctx: JobContext) -> dict[str, Any]:
                "history": result.history, "algorithm": algorithm, "reward_version": reward_name,
                "judges": {name: {"before": b, "after": a} for name, (b, a) in judged.items()},
                "train_prompts": len(train_prompts), "heldout_prompts": len(heldout_prompts),
+               "reference_version": reference_name, "kl_to_reference": kl,
                "resumed_from_step": resumed_from}
     with unit_of_work(ctx.session_factory) as db:
         version = registry.get(db, version_id)
         registry.record_training(db, version, checkpoint_path=str(result.checkpoint), metrics=metrics,
                                  comparison_ids=comparison_ids)
+        loop.record_rollout_lineage(db, version.id, rollout_prompt_ids)
         registry.apply_decision(db, version, decision)
         status = version.status
     return {"version_id": version_id, "version": version_name, "status": status, "reason": decision.reason,
             "reward_before": reward_before, "reward_after": reward_after, "kl": kl, "algorithm": algorithm,
+            "reference_version": reference_name,
             "resumed_from_step": resumed_from}

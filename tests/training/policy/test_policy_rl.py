@@ -115,3 +115,17 @@ def test_invalid_config_is_rejected() -> None:
         PolicyTrainConfig(algorithm="rloo", num_samples=1).validate()
     with pytest.raises(ValueError, match="unknown policy config"):
         PolicyTrainConfig.from_dict({"algorithm": "ppo", "kl_cof": 0.1})
+
+
+def test_kl_is_measured_against_the_given_reference(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """A second round starts from the first round's policy but keeps the SFT model as its reference: KL
+    to it is already above zero before training, while a copy of the starting policy gives zero."""
+    first = _run(tiny_models, tmp_path / "round1", _cfg("rloo", steps=4))
+    assert first.checkpoint is not None
+    tiny = {**tiny_models, "policy": first.checkpoint}
+    cfg = _cfg("rloo", steps=1, learning_rate=1e-9)
+    to_sft = _run(tiny, tmp_path / "round2-sft", cfg, reference_path=tiny_models["policy"])
+    to_start = _run(tiny, tmp_path / "round2-previous", _cfg("rloo", steps=1, learning_rate=1e-9))
+    assert to_start.metrics["before"]["kl"] == pytest.approx(0.0, abs=1e-4)
+    assert to_sft.metrics["before"]["kl"] > 0.05, to_sft.metrics["before"]
+    assert verify_checkpoint(to_sft.checkpoint or tmp_path)["reference_policy"] == str(tiny_models["policy"])

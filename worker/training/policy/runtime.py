@@ -172,16 +172,22 @@ def load_lora_state(policy: PreTrainedModel, state_dir: str | Path) -> None:
 
 
 def load_train_models(
-    config: PolicyTrainConfig, policy_path: str | Path, device: torch.device
+    config: PolicyTrainConfig, policy_path: str | Path, device: torch.device,
+    reference_path: str | Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedModel | None]:
-    """The trainable policy (fp32 master weights) and a frozen copy as reference (None under LoRA:
-    the reference is then the same model with adapters disabled)."""
+    """The trainable policy (fp32 master weights) and the frozen reference: the model at
+    `reference_path` (e.g. the SFT version, while the policy starts from a later round), else a frozen
+    copy of the policy (None under LoRA: the reference is then the same model with adapters disabled)."""
     policy = AutoModelForCausalLM.from_pretrained(str(policy_path), dtype=torch.float32)
     disable_dropout(policy)
     ref: PreTrainedModel | None = None
+    separate = reference_path is not None and Path(reference_path).resolve() != Path(policy_path).resolve()
+    if separate:
+        ref = AutoModelForCausalLM.from_pretrained(str(reference_path), dtype=torch.float32)
+        ref = ref.eval().requires_grad_(False).to(device)
     if config.lora_r > 0:
         policy = apply_lora(policy, config)
-    else:
+    elif ref is None:
         ref = copy.deepcopy(policy).eval().requires_grad_(False).to(device)
     if config.gradient_checkpointing:
         enable_activation_checkpointing(policy)

@@ -175,6 +175,7 @@ def train_policy(
     *,
     policy_path: str | Path,
     output_dir: str | Path,
+    reference_path: str | Path | None = None,
     prompts: Sequence[Prompt] | None = None,
     reward_fn: RewardFn | None = None,
     reward_model_path: str | Path | None = None,
@@ -194,6 +195,8 @@ def train_policy(
     PPO/RLOO need `prompts` and a reward (`reward_fn`, or `reward_model_path` adapted through the reward
     package); DPO needs ranking `groups`; SFT needs `demonstrations`. Training state is saved every
     `save_every` steps to `output_dir/train_state`; a later call with the same output_dir resumes from it.
+    `reference_path` is the frozen KL reference (default: a copy of the starting policy); KL in the
+    metrics is measured against it.
     When `should_stop()` turns true the state is saved and the result has `stopped=True`, no checkpoint.
     `judge_model_paths` name more reward models that score the same held-out samples before and after
     (`reward_mean@<name>`), a second opinion for promotion.
@@ -216,7 +219,7 @@ def train_policy(
     tokenizer: Any = AutoTokenizer.from_pretrained(str(policy_path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    policy, ref = load_train_models(config, policy_path, dev)
+    policy, ref = load_train_models(config, policy_path, dev, reference_path)
     value = None
     value_note = ""
     if algo_name == "ppo":
@@ -282,6 +285,7 @@ def train_policy(
         "algorithm": algo_name,
         "config": config.to_dict(),
         "base_policy": str(policy_path),
+        "reference_policy": str(reference_path or policy_path),
         "value_init": value_note,
         "world_size": world,
     }

@@ -1,0 +1,53 @@
+"""What follows each job kind's success in the loop: reward model → policy → sampling → scoring.
+
+A chained round (payload `chain`) trains the reward model, then the policy against it, then samples the
+next round with the new policy as the candidate beside the active and SFT policies, then scores the new
+candidates with the active reward model, so RM suggestions, active selection and the reward-model
+ranker work on every loop task. Every sampling job is followed by scoring, chained or not; a promoted
+reward model also rescores prompts still being labeled (app.quality.scoring). Each job records the job
+that triggered it as its parent. Never commits.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.jobs import queue
+from app.models import Job
+from app.projects import service as projects
+from app.quality.scoring import enqueue_after_promotion
+from app.registry import service as registry
+
+
+def after_success(db: Session, job: Job) -> Job | None:
+    """Enqueue the loop step that follows `job`; returns it (None when nothing follows)."""
+    enqueue_after_promotion(db, job)
+    if job.project_id is None:
+        return None
+    result = job.result or {}
+    if job.kind == "sample_completions":
+        return _score_new_candidates(db, job, [int(p) for p in result.get("prompt_ids") or []])
+    if not job.payload.get("chain"):
+        return None
+    if job.kind == "train_reward_model":
+        nxt, _ = queue.enqueue(db, "train_policy", job.project_id, {"chain": True}, parent_id=job.id)
+        return nxt
+    if job.kind == "train_policy":
+        project = projects.get(db, job.project_id)
+        payload = {"limit": projects.settings_of(project).schedule.prompts_per_round, "chain": True,
+                   "candidate_version_id": result.get("version_id")}
+        nxt, _ = queue.enqueue(db, "sample_completions", job.project_id, payload, parent_id=job.id)
+        return nxt
+    return None
+
+
+def _score_new_candidates(db: Session, job: Job, prompt_ids: list[int]) -> Job | None:
+    """Score the prompts a sampling job just wrote with the active reward model, when it is one the loop
+    trained (a base model from the settings is not a scorer checkpoint)."""
+    assert job.project_id is not None
+    reward = registry.active_version(db, job.project_id, "reward")
+    if not prompt_ids or reward is None or reward.data_watermark is None or not reward.checkpoint_path:
+        return None
+    nxt, _ = queue.enqueue(db, "score_prompts", job.project_id, {"version_id": reward.id, "prompt_ids": prompt_ids},
+                           parent_id=job.id)
+    return nxt

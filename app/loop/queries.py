@@ -1,0 +1,114 @@
+"""Every SELECT/INSERT of the loop: what round planning reads about prompts, next rounds, the SFT
+version, and the rollout-prompt lineage of RL policy versions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from app.models import Completion, ModelVersion, ModelVersionPrompt, Prompt, Ranking, Slot
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One regular prompt as planning sees it; `scores` are the stored reward-model scores of its latest
+    round's candidates (completion meta), by reward-model version id."""
+
+    prompt_id: int
+    priority: float
+    ranked: bool
+    pending: bool
+    latest_round: int | None
+    last_sampled_at: datetime | None
+    scores: dict[int, list[float]]
+
+
+def prompt_rows(db: Session, project_id: int, prompt_ids: Sequence[int] | None = None, *,
+                with_scores: bool = True) -> list[PromptRow]:
+    """Every non-gold prompt of the project (or of `prompt_ids`), with what planning needs (`scores`
+    only `with_scores`: they read every completion's metadata)."""
+    stmt = select(Prompt.id, Prompt.priority).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False))
+    if prompt_ids is not None:
+        stmt = stmt.where(Prompt.id.in_(list(prompt_ids)))
+    prompts = [(int(pid), float(priority or 0.0)) for pid, priority in db.execute(stmt.order_by(Prompt.id))]
+    of_project = select(Prompt.id).where(Prompt.project_id == project_id)
+    ranked = set(db.scalars(select(Ranking.prompt_id).where(Ranking.project_id == project_id).distinct()))
+    pending = set(db.scalars(select(Slot.prompt_id).where(Slot.project_id == project_id, Slot.status != "done")
+                             .distinct()))
+    rounds: dict[int, tuple[int, datetime]] = {
+        int(pid): (int(r), at) for pid, r, at in db.execute(
+            select(Completion.prompt_id, func.max(Completion.round), func.max(Completion.created_at))
+            .where(Completion.prompt_id.in_(of_project)).group_by(Completion.prompt_id))
+    }
+    scores: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    metas: list[tuple[int, int, dict[str, Any] | None]] = [
+        (int(pid), int(r), meta) for pid, r, meta in db.execute(
+            select(Completion.prompt_id, Completion.round, Completion.meta).where(Completion.prompt_id.in_(of_project)))
+    ] if with_scores else []
+    for pid, round_, meta in metas:
+        latest = rounds.get(pid)
+        value: Any = (meta or {}).get("rm_score")
+        version: Any = (meta or {}).get("rm_score_version")
+        if latest is not None and round_ == latest[0] and isinstance(value, int | float) and version is not None:
+            scores[pid][int(version)].append(float(value))
+    return [
+        PromptRow(pid, priority, pid in ranked, pid in pending,
+                  rounds[pid][0] if pid in rounds else None, rounds[pid][1] if pid in rounds else None,
+                  {v: list(s) for v, s in scores[pid].items()} if pid in scores else {})
+        for pid, priority in prompts
+    ]
+
+
+def prompts_by_id(db: Session, prompt_ids: Sequence[int]) -> dict[int, Prompt]:
+    return {p.id: p for p in db.scalars(select(Prompt).where(Prompt.id.in_(list(prompt_ids))))} if prompt_ids else {}
+
+
+def latest_rounds(db: Session, prompt_ids: Sequence[int]) -> dict[int, int]:
+    """The highest completion round of each prompt that has completions."""
+    if not prompt_ids:
+        return {}
+    rows = db.execute(select(Completion.prompt_id, func.max(Completion.round))
+                      .where(Completion.prompt_id.in_(list(prompt_ids))).group_by(Completion.prompt_id))
+    return {int(pid): int(r) for pid, r in rows}
+
+
+def add_completions(db: Session, rows: Sequence[Completion]) -> None:
+    db.add_all(list(rows))
+    db.flush()
+
+
+def first_policy_version(db: Session, project_id: int) -> ModelVersion | None:
+    """The project's first finished policy version (the SFT version)."""
+    stmt = select(ModelVersion).where(
+        ModelVersion.project_id == project_id, ModelVersion.kind == "policy",
+        ModelVersion.checkpoint_path.is_not(None), ModelVersion.status != "training",
+    )
+    return db.scalars(stmt.order_by(ModelVersion.id)).first()
+
+
+def replace_prompt_lineage(db: Session, version_id: int, prompt_ids: Sequence[int]) -> None:
+    """The rollout prompts of `version_id` (rows of an interrupted attempt are replaced)."""
+    db.execute(delete(ModelVersionPrompt).where(ModelVersionPrompt.model_version_id == version_id))
+    ids = sorted(set(prompt_ids))
+    if ids:
+        db.execute(insert(ModelVersionPrompt), [{"model_version_id": version_id, "prompt_id": p} for p in ids])
+
+
+def prompt_lineage(db: Session, version_id: int) -> list[int]:
+    stmt = select(ModelVersionPrompt.prompt_id).where(ModelVersionPrompt.model_version_id == version_id)
+    return list(db.scalars(stmt.order_by(ModelVersionPrompt.prompt_id)))
+
+
+def prompt_lineage_counts(db: Session, version_ids: Sequence[int]) -> dict[int, int]:
+    if not version_ids:
+        return {}
+    stmt = (select(ModelVersionPrompt.model_version_id, func.count())
+            .where(ModelVersionPrompt.model_version_id.in_(list(version_ids)))
+            .group_by(ModelVersionPrompt.model_version_id))
+    return {int(v): int(n) for v, n in db.execute(stmt)}
