@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
 from sqlalchemy import Engine
 
 from app.main import create_app
@@ -105,3 +105,15 @@ def browser_login(page: Page, base_url: str, email: str, password: str = PASSWOR
     page.fill('input[name="password"]', password)
     page.click('button[type="submit"]')
     page.wait_for_url(lambda url: "/login" not in url)
+
+
+def dismiss_next_dialog(page: Page) -> list[str]:
+    """Dismiss the next confirm/alert the page opens; the returned list receives its message."""
+    seen: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        seen.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    return seen

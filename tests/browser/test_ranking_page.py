@@ -7,13 +7,13 @@ import re
 from datetime import timedelta
 
 import pytest
-from playwright.sync_api import Dialog, Page, Request, expect
+from playwright.sync_api import Page, Request, expect
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.labeling import assignment as tasks
 from app.models import Assignment, Comparison, Completion, Ranking, Slot, utcnow
-from tests.browser.conftest import browser_login
+from tests.browser.conftest import browser_login, dismiss_next_dialog
 from tests.factories import make_user
 from tests.labeling.helpers import seeded_project
 
@@ -125,13 +125,7 @@ def test_untouched_order_asks_for_confirmation(page: Page, live_server: str, db:
     db.commit()
     browser_login(page, live_server, user.email)
     aid = _open_task(page, live_server, project.id)
-    seen: list[str] = []
-
-    def dismiss(dialog: Dialog) -> None:
-        seen.append(dialog.message)
-        dialog.dismiss()
-
-    page.once("dialog", dismiss)
+    seen = dismiss_next_dialog(page)
     page.click('button[data-action="submit"]')
     page.wait_for_function("() => true")  # let the dialog round-trip settle
     assert seen and "initial order" in seen[0]

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.labeling import service
 from app.labeling.slots import ensure_slots
 from app.models import Assignment, Completion, Project, Prompt, Ranking
-from tests.browser.conftest import browser_login
+from tests.browser.conftest import browser_login, dismiss_next_dialog
 from tests.conftest import shared_data
 from tests.factories import PASSWORD, make_project, make_user
 from tests.labeling.helpers import seeded_project, strict_ranking
@@ -236,13 +236,7 @@ def test_draft_survives_reload_and_guard_looks_at_order_only(
     flag.check()
     page.get_by_role("button", name="Flags and quality of answer B").click()
     page.get_by_role("combobox", name="Quality of answer B (1–7)").select_option("6")
-    seen: list[str] = []
-
-    def dismiss(dialog: Dialog) -> None:
-        seen.append(dialog.message)
-        dialog.dismiss()
-
-    page.once("dialog", dismiss)
+    seen = dismiss_next_dialog(page)
     page.click('button[data-action="submit"]')
     page.wait_for_function("() => true")
     assert seen and "initial order" in seen[0]
