@@ -32,13 +32,6 @@ class ImportFields(BaseModel):
     key_columns: str = PydanticField("", max_length=200)
 
 
-def _project(db: Session, project_id: int) -> Project:
-    try:
-        return projects.get(db, project_id)
-    except projects.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
-
-
 def _options(values: dict[str, str]) -> ImportOptions:
     return ImportOptions.model_validate({k: v for k, v in values.items() if v})
 
@@ -54,7 +47,7 @@ def _import(db: Session, project: Project, upload: UploadFile, options: ImportOp
 
 @router.get("/projects/{project_id}/import", response_class=HTMLResponse)
 def import_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     return render(request, "imports/upload.html", _page(db, project, None, None, {}))
 
 
@@ -67,7 +60,7 @@ def upload(
     fields: Annotated[ImportFields, Form()],
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     values = fields.model_dump()
     if file is None or not file.filename:
         return render(request, "imports/upload.html", _page(db, project, None, "Choose a file to upload.", values),
@@ -105,7 +98,7 @@ def api_import(
     fields: Annotated[ImportFields, Form()],
 ) -> JSONResponse:
     """Import a file; 201 with the counts, or 422 listing every bad line (nothing imported)."""
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     try:
         options = _options(fields.model_dump())
     except ValidationError as exc:

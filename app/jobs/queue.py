@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.errors import Conflict
 from app.jobs import queries
 
 # The reads that pages and the API need, offered here so routes never reach the query module.
@@ -31,7 +32,7 @@ BACKOFF_CAP_SECONDS = 600.0
 _MESSAGE_LIMIT = 500
 
 
-class JobError(ValueError):
+class JobError(Conflict, ValueError):
     """A job request that cannot be honoured (wrong state, conflicting active job); the message says why."""
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
 from app.jobs import queue
 from app.jobs.schemas import JobOut
-from app.models import Job, Project
+from app.models import Job
 from app.projects import service as projects
 from app.projects.schemas import ProjectUpdate
 from app.scheduler import service as scheduler
@@ -19,13 +19,6 @@ from app.web.templating import render
 
 router = APIRouter(tags=["jobs"])
 STATUS_FILTERS = ("queued", "running", "succeeded", "failed", "cancelled")
-
-
-def _project(db: DbSession, project_id: int) -> Project:
-    try:
-        return projects.get(db, project_id)
-    except projects.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
 
 
 def _job(db: DbSession, job_id: int) -> Job:
@@ -53,7 +46,7 @@ def all_jobs(request: Request, db: DbSession, _admin: CurrentAdmin, status: str 
 @router.get("/projects/{project_id}/jobs", response_class=HTMLResponse)
 def project_jobs(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
                  status: str | None = None, message: str | None = None) -> Response:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     jobs = queue.list_jobs(db, project_id=project.id, statuses=_statuses(status), limit=200)
     return render(request, "jobs/list.html", {
         "jobs": jobs, "project": project, "status": status or "", "filters": STATUS_FILTERS,
@@ -78,28 +71,19 @@ def job_progress(request: Request, job_id: int, db: DbSession, _admin: CurrentAd
 
 @router.post("/jobs/{job_id}/cancel")
 def cancel_job(job_id: int, db: DbSession, admin: CurrentAdmin) -> Response:
-    try:
-        queue.cancel(db, _job(db, job_id).id, by=admin.email)
-    except queue.JobError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    queue.cancel(db, _job(db, job_id).id, by=admin.email)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/retry")
 def retry_job(job_id: int, db: DbSession, admin: CurrentAdmin) -> Response:
-    try:
-        queue.retry(db, _job(db, job_id).id, by=admin.email)
-    except queue.JobError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    queue.retry(db, _job(db, job_id).id, by=admin.email)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
 @router.post("/projects/{project_id}/loop/run")
 def run_loop(project_id: int, db: DbSession, admin: CurrentAdmin) -> Response:
-    try:
-        job = scheduler.run_loop_now(db, _project(db, project_id), requested_by=admin.email)
-    except scheduler.SchedulerError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    job = scheduler.run_loop_now(db, projects.get(db, project_id), requested_by=admin.email)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
@@ -112,7 +96,7 @@ def save_schedule(
     prompts_per_round: Annotated[int, Form(ge=1, le=10_000_000)],
     enabled: Annotated[bool, Form()] = False,
 ) -> Response:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     patch = {"schedule": {"enabled": enabled, "retrain_every": retrain_every, "prompts_per_round": prompts_per_round}}
     try:
         projects.update(db, project, ProjectUpdate(settings=patch))
@@ -126,7 +110,7 @@ def save_schedule(
 
 @router.get("/api/projects/{project_id}/jobs", response_model=list[JobOut])
 def api_project_jobs(project_id: int, db: DbSession, _admin: ApiAdmin, status: str | None = None) -> list[JobOut]:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     jobs = queue.list_jobs(db, project_id=project.id, statuses=_statuses(status), limit=500)
     return [JobOut.model_validate(j) for j in jobs]
 
@@ -138,23 +122,14 @@ def api_job(job_id: int, db: DbSession, _admin: ApiAdmin) -> JobOut:
 
 @router.post("/api/jobs/{job_id}/cancel", response_model=JobOut)
 def api_cancel(job_id: int, db: DbSession, admin: ApiAdmin) -> JobOut:
-    try:
-        return JobOut.model_validate(queue.cancel(db, _job(db, job_id).id, by=admin.email))
-    except queue.JobError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return JobOut.model_validate(queue.cancel(db, _job(db, job_id).id, by=admin.email))
 
 
 @router.post("/api/jobs/{job_id}/retry", response_model=JobOut)
 def api_retry(job_id: int, db: DbSession, admin: ApiAdmin) -> JobOut:
-    try:
-        return JobOut.model_validate(queue.retry(db, _job(db, job_id).id, by=admin.email))
-    except queue.JobError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return JobOut.model_validate(queue.retry(db, _job(db, job_id).id, by=admin.email))
 
 
 @router.post("/api/projects/{project_id}/loop/run", response_model=JobOut)
 def api_run_loop(project_id: int, db: DbSession, admin: ApiAdmin) -> JobOut:
-    try:
-        return JobOut.model_validate(scheduler.run_loop_now(db, _project(db, project_id), requested_by=admin.email))
-    except scheduler.SchedulerError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return JobOut.model_validate(scheduler.run_loop_now(db, projects.get(db, project_id), requested_by=admin.email))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.errors import DomainError
 
-class LabelingError(Exception):
-    """Base class; `status` is the HTTP status, the message names the problem."""
+
+class LabelingError(DomainError):
+    """Base class of the labeling feature's errors; `status` is the HTTP status, the message names the problem."""
 
     status = 400
 

@@ -49,10 +49,7 @@ FormBody = Annotated[FormData, Depends(form_body)]
 
 
 def _project(db: DbSession, project_id: int) -> Project:
-    try:
-        return service.labeling_project(db, project_id)
-    except NotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return service.labeling_project(db, project_id)
 
 
 def _url(project: Project, task: tasks.Task | None) -> str:
@@ -104,10 +101,7 @@ def task_page(
     request: Request, project_id: int, assignment_id: int, db: DbSession, user: CurrentUser
 ) -> Response:
     project = _project(db, project_id)
-    try:
-        row = tasks.own_assignment(db, assignment_id, user)
-    except NotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    row = tasks.own_assignment(db, assignment_id, user)
     if row.project_id != project.id:
         raise HTTPException(status_code=404, detail=f"assignment {assignment_id} not found")
     if tasks.is_live(row):

@@ -27,10 +27,7 @@ def list_projects(db: DbSession, user: ApiUser) -> list[ProjectOut]:
 
 @router.get("/{project_id}", response_model=ProjectOut)
 def get_project(project_id: int, db: DbSession, user: ApiUser) -> ProjectOut:
-    try:
-        project = service.get(db, project_id, include_archived=user.is_admin)
-    except service.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    project = service.get(db, project_id, include_archived=user.is_admin)
     return ProjectOut.model_validate(project)
 
 

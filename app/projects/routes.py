@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -72,10 +72,7 @@ def create_project(
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
 def project_page(request: Request, project_id: int, db: DbSession, user: CurrentUser) -> Response:
-    try:
-        project = service.get(db, project_id, include_archived=user.is_admin)
-    except service.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    project = service.get(db, project_id, include_archived=user.is_admin)
     if not user.is_admin:
         return RedirectResponse(f"/projects/{project.id}/label", status_code=303)
     return render(request, "projects/detail.html", {"project": project, "settings": service.settings_of(project)})
@@ -83,10 +80,7 @@ def project_page(request: Request, project_id: int, db: DbSession, user: Current
 
 @router.get("/projects/{project_id}/edit", response_class=HTMLResponse)
 def edit_project_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
-    try:
-        project = service.get(db, project_id)
-    except service.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    project = service.get(db, project_id)
     settings_json = json.dumps(service.settings_of(project).model_dump(mode="json"), indent=2)
     return render(request, "projects/form.html", {"project": project, "error": None, "settings_json": settings_json})
 
@@ -106,10 +100,7 @@ def update_project(
     settings_json: Annotated[str, Form(max_length=200_000)] = "",
     archived: Annotated[bool, Form()] = False,
 ) -> Response:
-    try:
-        project = service.get(db, project_id)
-    except service.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    project = service.get(db, project_id)
     error: str | None = None
     try:
         patch: dict[str, Any] | None = json.loads(settings_json) if settings_json.strip() else None

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app.errors import NotFound
 from app.models import Project, User, utcnow
 from app.projects import queries
 from app.projects.schemas import ProjectCreate, ProjectSettings, ProjectUpdate
@@ -16,8 +17,8 @@ class ProjectError(ValueError):
     """A project request that cannot be honoured; the message names the field."""
 
 
-class ProjectNotFound(LookupError):
-    pass
+class ProjectNotFound(NotFound, LookupError):
+    """No project with that id or name."""
 
 
 def settings_of(project: Project) -> ProjectSettings:

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
-from app.models import Project, Prompt
+from app.models import Prompt
 from app.projects import service as projects
 from app.quality import gold_admin, plots, service, weights
 from app.quality.picker import install
@@ -37,13 +37,6 @@ NOTICES = {
     "generated": "Gold items generated.",
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _project(db: Session, project_id: int) -> Project:
-    try:
-        return projects.get(db, project_id)
-    except projects.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
 
 
 def _prompt(db: Session, prompt_id: int, project_id: int | None = None) -> Prompt:
@@ -93,7 +86,7 @@ def dashboard(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     notice: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     q = service.get_quality(db, project)
     consensus, pages = service.consensus_page(db, q, page)
     agreement = service.agreement_rows(q)
@@ -122,20 +115,20 @@ def plot_csv(project_id: int, table: str, db: DbSession, _admin: CurrentAdmin) -
     builder = CSV_TABLES.get(table)
     if builder is None:
         raise HTTPException(status_code=404, detail=f"no quality table {table!r} (known: {', '.join(CSV_TABLES)})")
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     return csv_response(builder(service.get_quality(db, project)), f"project-{project.id}-{table}.csv")
 
 
 @router.post("/projects/{project_id}/quality/weights")
 def recompute_weights_action(project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
-    weights.recompute_trust_weights(db, _project(db, project_id))
+    weights.recompute_trust_weights(db, projects.get(db, project_id))
     return RedirectResponse(f"/projects/{project_id}/quality?notice=weights", status_code=303)
 
 
 @router.get("/projects/{project_id}/quality/gold", response_class=HTMLResponse)
 def gold_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
               notice: Annotated[str, Query(max_length=20)] = "", error: str | None = None) -> Response:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     items = gold_admin.gold_prompts(db, project.id)
     comps = gold_admin.completions_of(db, [p.id for p in items])
     q = service.get_quality(db, project)
@@ -181,7 +174,7 @@ def generate_gold_form(
     seed: Annotated[int, Form()] = 0,
 ) -> Response:
     try:
-        gold_admin.generate_gold(db, _project(db, project_id), count, kinds or list(gold_admin.DEGRADE_KINDS), seed)
+        gold_admin.generate_gold(db, projects.get(db, project_id), count, kinds or list(gold_admin.DEGRADE_KINDS), seed)
     except gold_admin.GoldError as exc:
         return gold_page(request, project_id, db, admin, error=str(exc))
     return RedirectResponse(f"/projects/{project_id}/quality/gold?notice=generated", status_code=303)
@@ -189,7 +182,7 @@ def generate_gold_form(
 
 @router.post("/projects/{project_id}/quality/gold/{prompt_id}/unmark")
 def unmark_gold_form(project_id: int, prompt_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
-    gold_admin.unmark_gold(db, _project(db, project_id), _prompt(db, prompt_id, project_id))
+    gold_admin.unmark_gold(db, projects.get(db, project_id), _prompt(db, prompt_id, project_id))
     return RedirectResponse(f"/projects/{project_id}/quality/gold?notice=unmarked", status_code=303)
 
 
@@ -199,13 +192,13 @@ def unmark_gold_form(project_id: int, prompt_id: int, db: DbSession, _admin: Cur
 @router.get("/api/projects/{project_id}/quality")
 def quality_api(project_id: int, db: DbSession, _admin: ApiAdmin,
                 fresh: Annotated[bool, Query()] = False) -> JSONResponse:
-    q = service.get_quality(db, _project(db, project_id), fresh=fresh)
+    q = service.get_quality(db, projects.get(db, project_id), fresh=fresh)
     return JSONResponse(q.to_dict())
 
 
 @router.post("/api/projects/{project_id}/quality/weights")
 def weights_api(project_id: int, db: DbSession, _admin: ApiAdmin) -> dict[str, Any]:
-    return weights.recompute_trust_weights(db, _project(db, project_id)).to_dict()
+    return weights.recompute_trust_weights(db, projects.get(db, project_id)).to_dict()
 
 
 def _gold_out(prompt: Prompt) -> dict[str, Any]:
@@ -228,7 +221,7 @@ def put_gold_api(prompt_id: int, db: DbSession, _admin: ApiAdmin,
 @router.delete("/api/prompts/{prompt_id}/gold")
 def delete_gold_api(prompt_id: int, db: DbSession, _admin: ApiAdmin) -> dict[str, Any]:
     prompt = _prompt(db, prompt_id)
-    gold_admin.unmark_gold(db, _project(db, prompt.project_id), prompt)
+    gold_admin.unmark_gold(db, projects.get(db, prompt.project_id), prompt)
     return _gold_out(prompt)
 
 
@@ -242,7 +235,7 @@ def generate_gold_api(
     seed: Annotated[int, Body()] = 0,
 ) -> dict[str, Any]:
     try:
-        made = gold_admin.generate_gold(db, _project(db, project_id), count,
+        made = gold_admin.generate_gold(db, projects.get(db, project_id), count,
                                         kinds or list(gold_admin.DEGRADE_KINDS), seed)
     except gold_admin.GoldError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc

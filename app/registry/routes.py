@@ -19,18 +19,8 @@ router = APIRouter(tags=["models"])
 _PLOT_W, _PLOT_H = 480, 120
 
 
-def _project(db: DbSession, project_id: int) -> Project:
-    try:
-        return projects.get(db, project_id)
-    except projects.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
-
-
 def _version(db: DbSession, project: Project, version_id: int) -> ModelVersion:
-    try:
-        return registry.get(db, version_id, project.id)
-    except registry.VersionNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return registry.get(db, version_id, project.id)
 
 
 def _plot(series: list[float]) -> str:
@@ -60,7 +50,7 @@ def _plots(version: ModelVersion) -> list[dict[str, Any]]:
 @router.get("/projects/{project_id}/models", response_class=HTMLResponse)
 def models_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
                 error: str | None = None) -> Response:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     versions = registry.list_versions(db, project.id)
     counts = registry.lineage_counts(db, [v.id for v in versions])
     return render_models(request, project, versions, counts, error)
@@ -78,7 +68,7 @@ def render_models(request: Request, project: Project, versions: list[ModelVersio
 
 @router.get("/projects/{project_id}/models/{version_id}", response_class=HTMLResponse)
 def version_page(request: Request, project_id: int, version_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     version = _version(db, project, version_id)
     lineage = registry.lineage(db, version.id)
     parent = registry.find(db, version.parent_id) if version.parent_id else None
@@ -90,22 +80,16 @@ def version_page(request: Request, project_id: int, version_id: int, db: DbSessi
 
 @router.post("/projects/{project_id}/models/{version_id}/promote")
 def promote_form(project_id: int, version_id: int, db: DbSession, admin: CurrentAdmin) -> Response:
-    project = _project(db, project_id)
-    try:
-        registry.promote(db, _version(db, project, version_id), "promoted by hand", by=admin.email)
-    except registry.RegistryError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    project = projects.get(db, project_id)
+    registry.promote(db, _version(db, project, version_id), "promoted by hand", by=admin.email)
     return RedirectResponse(f"/projects/{project.id}/models", status_code=303)
 
 
 @router.post("/projects/{project_id}/models/rollback")
 def rollback_form(project_id: int, db: DbSession, admin: CurrentAdmin,
                   kind: Annotated[str, Form(pattern="^(policy|reward)$")]) -> Response:
-    project = _project(db, project_id)
-    try:
-        registry.rollback(db, project.id, kind, by=admin.email)
-    except registry.RegistryError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    project = projects.get(db, project_id)
+    registry.rollback(db, project.id, kind, by=admin.email)
     return RedirectResponse(f"/projects/{project.id}/models", status_code=303)
 
 
@@ -122,7 +106,7 @@ def _out(version: ModelVersion, count: int, rollout_prompts: int = 0) -> Version
 def api_models(project_id: int, db: DbSession, _admin: ApiAdmin, kind: str | None = None) -> list[VersionOut]:
     if kind is not None and kind not in registry.KINDS:
         raise HTTPException(status_code=400, detail="kind must be policy or reward")
-    versions = registry.list_versions(db, _project(db, project_id).id, kind)
+    versions = registry.list_versions(db, projects.get(db, project_id).id, kind)
     counts = registry.lineage_counts(db, [v.id for v in versions])
     rollouts = loop.rollout_prompt_counts(db, [v.id for v in versions])
     return [_out(v, counts.get(v.id, 0), rollouts.get(v.id, 0)) for v in versions]
@@ -130,7 +114,7 @@ def api_models(project_id: int, db: DbSession, _admin: ApiAdmin, kind: str | Non
 
 @router.get("/api/projects/{project_id}/models/{version_id}", response_model=VersionDetailOut)
 def api_model(project_id: int, version_id: int, db: DbSession, _admin: ApiAdmin) -> VersionDetailOut:
-    version = _version(db, _project(db, project_id), version_id)
+    version = _version(db, projects.get(db, project_id), version_id)
     ids = registry.lineage(db, version.id)
     out = VersionDetailOut.model_validate(version)
     out.comparisons, out.comparison_ids = len(ids), ids
@@ -142,7 +126,7 @@ def api_model(project_id: int, version_id: int, db: DbSession, _admin: ApiAdmin)
 @router.get("/api/projects/{project_id}/comparisons/{comparison_id}/models", response_model=list[VersionOut])
 def api_trained_by(project_id: int, comparison_id: int, db: DbSession, _admin: ApiAdmin) -> list[VersionOut]:
     """Which checkpoints this comparison trained."""
-    project = _project(db, project_id)
+    project = projects.get(db, project_id)
     versions = [v for v in registry.trained_by(db, comparison_id) if v.project_id == project.id]
     counts = registry.lineage_counts(db, [v.id for v in versions])
     return [_out(v, counts.get(v.id, 0)) for v in versions]
@@ -150,19 +134,13 @@ def api_trained_by(project_id: int, comparison_id: int, db: DbSession, _admin: A
 
 @router.post("/api/projects/{project_id}/models/{version_id}/promote", response_model=VersionOut)
 def api_promote(project_id: int, version_id: int, body: PromoteIn, db: DbSession, admin: ApiAdmin) -> VersionOut:
-    version = _version(db, _project(db, project_id), version_id)
-    try:
-        registry.promote(db, version, body.reason, by=admin.email)
-    except registry.RegistryError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    version = _version(db, projects.get(db, project_id), version_id)
+    registry.promote(db, version, body.reason, by=admin.email)
     return _out(version, len(registry.lineage(db, version.id)))
 
 
 @router.post("/api/projects/{project_id}/models/rollback", response_model=VersionOut)
 def api_rollback(project_id: int, body: RollbackIn, db: DbSession, admin: ApiAdmin) -> VersionOut:
-    project = _project(db, project_id)
-    try:
-        target = registry.rollback(db, project.id, body.kind, by=admin.email)
-    except registry.RegistryError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    project = projects.get(db, project_id)
+    target = registry.rollback(db, project.id, body.kind, by=admin.email)
     return _out(target, len(registry.lineage(db, target.id)))

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.errors import Conflict, NotFound
 from app.models import ModelVersion, Project, utcnow
 from app.projects.service import settings_of
 from app.registry import queries
@@ -27,11 +28,11 @@ from app.registry import queries
 KINDS = ("policy", "reward")
 
 
-class RegistryError(ValueError):
+class RegistryError(Conflict, ValueError):
     """A registry request that cannot be honoured; the message says why."""
 
 
-class VersionNotFound(LookupError):
+class VersionNotFound(NotFound, LookupError):
     pass
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from app.errors import Conflict
 from app.jobs import queries as job_queries
 from app.jobs import queue
 from app.loop import service as loop_service
@@ -21,7 +22,7 @@ from app.registry import queries as registry_queries
 LOOP_KINDS = ("train_reward_model", "train_policy", "sample_completions")
 
 
-class SchedulerError(ValueError):
+class SchedulerError(Conflict, ValueError):
     """The loop cannot be started now; the message says why."""
 
 

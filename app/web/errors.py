@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from http import HTTPStatus
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException
 
 from app.auth.deps import LoginRequired
-from app.labeling.errors import LabelingError
+from app.errors import DomainError
 from app.web.templating import is_htmx_fragment_request, render
 
 log = logging.getLogger("prefloop.errors")
@@ -44,9 +46,14 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
 
 
-def error_response(request: Request, status: int, detail: object, headers: dict[str, str] | None = None) -> Response:
+def error_response(request: Request, status: int, detail: object, headers: dict[str, str] | None = None,
+                   title: str | None = None) -> Response:
+    """A browser gets the error page; the API an RFC 9457 problem document (`detail` as before, plus
+    `type`, `title` and `status`)."""
     if _wants_json(request):
-        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        problem = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status,
+                   "detail": detail}
+        return JSONResponse(problem, status_code=status, headers=headers, media_type="application/problem+json")
     message = detail if isinstance(detail, str) else "The request could not be processed."
     response = render(request, "error.html", {"status": status, "message": message}, status_code=status)
     for name, value in (headers or {}).items():
@@ -60,15 +67,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:
         if _wants_json(request):
-            return JSONResponse({"detail": "Authentication required."}, status_code=401)
+            return error_response(request, 401, "Authentication required.")
         target = "/login?next=" + request.url.path
         if is_htmx_fragment_request(request):
             return Response(status_code=204, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
 
-    @app.exception_handler(LabelingError)
-    async def _labeling(request: Request, exc: LabelingError) -> Response:
-        return error_response(request, exc.status, str(exc))
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        return error_response(request, exc.status, str(exc) or exc.title, title=exc.title)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
@@ -80,7 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
         ]
         if _wants_json(request):
-            return JSONResponse({"detail": errors}, status_code=422)
+            return error_response(request, 422, errors, title="Invalid input")
         text = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in errors)
         return error_response(request, 422, f"Invalid input — {text}")
 
