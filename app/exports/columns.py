@@ -18,6 +18,9 @@ def schema_for(kind: str, conversational: bool, margin: bool = False) -> pa.Sche
         fields = [
             ("prompt", text), ("chosen", text), ("rejected", text), ("comparison_id", pa.int64()),
             ("prompt_id", pa.int64()), ("group_id", pa.int64()), ("annotator_id", pa.int64()),
+            ("chosen_completion_id", pa.int64()), ("rejected_completion_id", pa.int64()),
+            ("chosen_model_version_id", pa.int64()), ("rejected_model_version_id", pa.int64()),
+            ("chosen_model_version_name", pa.string()), ("rejected_model_version_name", pa.string()),
             ("chosen_rank", pa.int32()), ("rejected_rank", pa.int32()), ("rank_gap", pa.int32()),
             ("source", pa.string()), ("weight", pa.float64()), ("created_at", pa.string()),
         ]
@@ -27,6 +30,7 @@ def schema_for(kind: str, conversational: bool, margin: bool = False) -> pa.Sche
         fields = [
             ("ranking_id", pa.int64()), ("prompt_id", pa.int64()), ("prompt", text),
             ("completions", pa.list_(pa.string())), ("completion_ids", pa.list_(pa.int64())),
+            ("model_version_ids", pa.list_(pa.int64())), ("model_version_names", pa.list_(pa.string())),
             ("ranks", pa.list_(pa.int32())), ("shown_order", pa.list_(pa.int64())), ("annotator_id", pa.int64()),
             ("flags", pa.string()), ("likert", pa.string()), ("rationale", pa.string()),
             ("not_rankable", pa.bool_()), ("wall_seconds", pa.float64()), ("active_seconds", pa.float64()),

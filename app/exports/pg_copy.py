@@ -64,6 +64,12 @@ def pairs_sql(project_id: int, filters: ExportFilters, options: ExportOptions,
         ("prompt_id", "c.prompt_id::text"),
         ("group_id", "c.ranking_id::text"),
         ("annotator_id", "c.annotator_id::text"),
+        ("chosen_completion_id", "c.winner_id::text"),
+        ("rejected_completion_id", "c.loser_id::text"),
+        ("chosen_model_version_id", "w.model_version_id::text"),
+        ("rejected_model_version_id", "l.model_version_id::text"),
+        ("chosen_model_version_name", "to_json(wv.name)::text"),
+        ("rejected_model_version_name", "to_json(lv.name)::text"),
         ("chosen_rank", "c.winner_rank::text"),
         ("rejected_rank", "c.loser_rank::text"),
         ("rank_gap", "c.rank_gap::text"),
@@ -92,6 +98,8 @@ def pairs_sql(project_id: int, filters: ExportFilters, options: ExportOptions,
         "JOIN prompts p ON p.id = c.prompt_id "
         "JOIN completions w ON w.id = c.winner_id "
         "JOIN completions l ON l.id = c.loser_id "
+        "LEFT JOIN model_versions wv ON wv.id = w.model_version_id "
+        "LEFT JOIN model_versions lv ON lv.id = l.model_version_id "
         f"WHERE {' AND '.join(where)} "
         f"GROUP BY c.id / {ROWS_PER_CHUNK} ORDER BY c.id / {ROWS_PER_CHUNK}"
     )

@@ -57,18 +57,24 @@ def pairs_query(project_id: int, filters: ExportFilters) -> AnySelect:
     """Non-tied comparisons with the prompt and both completion texts, in id order.
 
     Columns: id, prompt_id, ranking_id, annotator_id, winner_rank, loser_rank, rank_gap, source, weight,
-    created_at, prompt text, prompt messages (JSON text), system, chosen text, rejected text.
+    created_at, prompt text, prompt messages (JSON text), system, chosen text, rejected text, chosen and
+    rejected completion ids, their model version ids and names (None when imported without a version).
     """
     winner, loser = aliased(Completion), aliased(Completion)
+    winner_version, loser_version = aliased(ModelVersion), aliased(ModelVersion)
     c = Comparison
     query: AnySelect = (
         select(
             c.id, c.prompt_id, c.ranking_id, c.annotator_id, c.winner_rank, c.loser_rank, c.rank_gap,
             c.source, c.weight, c.created_at, *_PROMPT_COLUMNS, winner.text, loser.text,
+            c.winner_id, c.loser_id, winner.model_version_id, loser.model_version_id,
+            winner_version.name, loser_version.name,
         )
         .join(Prompt, Prompt.id == c.prompt_id)
         .join(winner, winner.id == c.winner_id)
         .join(loser, loser.id == c.loser_id)
+        .outerjoin(winner_version, winner_version.id == winner.model_version_id)
+        .outerjoin(loser_version, loser_version.id == loser.model_version_id)
         .where(c.project_id == project_id, c.is_tie.is_(False))
         .order_by(c.id)
     )
@@ -117,15 +123,22 @@ def prompts_query(project_id: int, filters: ExportFilters) -> AnySelect:
     return query
 
 
-def completions_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, int | None]]:
-    """Text and sampling model version of each completion id (in chunks, inside the same snapshot)."""
-    found: dict[int, tuple[str, int | None]] = {}
+CompletionInfo = tuple[str, int | None, str | None]
+
+
+def completions_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, CompletionInfo]:
+    """Text, sampling model version id and its name of each completion id (in chunks, in the same snapshot)."""
+    found: dict[int, CompletionInfo] = {}
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), 1000):
         chunk = unique[start : start + 1000]
-        query = select(Completion.id, Completion.text, Completion.model_version_id).where(Completion.id.in_(chunk))
-        for cid, text, version in conn.execute(query):
-            found[cid] = (text, version)
+        query = (
+            select(Completion.id, Completion.text, Completion.model_version_id, ModelVersion.name)
+            .outerjoin(ModelVersion, ModelVersion.id == Completion.model_version_id)
+            .where(Completion.id.in_(chunk))
+        )
+        for cid, text, version, name in conn.execute(query):
+            found[cid] = (text, version, name)
     return found
 
 

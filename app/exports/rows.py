@@ -60,7 +60,8 @@ def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: Pro
     answer = shaper.answer
     margin = options.margin_column
     for (cid, prompt_id, ranking_id, annotator_id, winner_rank, loser_rank, rank_gap, source, weight, created_at,
-         text, messages, system, chosen, rejected) in queries.stream(conn, queries.pairs_query(project_id, filters)):
+         text, messages, system, chosen, rejected, chosen_id, rejected_id, chosen_version, rejected_version,
+         chosen_version_name, rejected_version_name) in queries.stream(conn, queries.pairs_query(project_id, filters)):
         row = {
             "prompt": shaper(prompt_id, text, messages, system),
             "chosen": answer(chosen),
@@ -69,6 +70,12 @@ def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: Pro
             "prompt_id": prompt_id,
             "group_id": ranking_id,
             "annotator_id": annotator_id,
+            "chosen_completion_id": chosen_id,
+            "rejected_completion_id": rejected_id,
+            "chosen_model_version_id": chosen_version,
+            "rejected_model_version_id": rejected_version,
+            "chosen_model_version_name": chosen_version_name,
+            "rejected_model_version_name": rejected_version_name,
             "chosen_rank": winner_rank,
             "rejected_rank": loser_rank,
             "rank_gap": rank_gap,
@@ -82,7 +89,7 @@ def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: Pro
 
 
 def _ranking_batches(conn: Connection, project_id: int, filters: ExportFilters,
-                     demonstrations_only: bool) -> Iterator[tuple[list[Row[Any]], dict[int, tuple[str, int | None]]]]:
+                     demonstrations_only: bool) -> Iterator[tuple[list[Row[Any]], dict[int, queries.CompletionInfo]]]:
     batch: list[Row[Any]] = []
     query = queries.rankings_query(project_id, filters, demonstrations_only=demonstrations_only)
     for row in queries.stream(conn, query):
@@ -94,8 +101,8 @@ def _ranking_batches(conn: Connection, project_id: int, filters: ExportFilters,
         yield batch, queries.completions_by_id(conn, [c for r in batch for c in r.shown_order])
 
 
-def _from_version(shown: list[int], texts: dict[int, tuple[str, int | None]], version: int | None) -> bool:
-    return version is None or all(texts.get(c, ("", None))[1] == version for c in shown)
+def _from_version(shown: list[int], texts: dict[int, queries.CompletionInfo], version: int | None) -> bool:
+    return version is None or all(texts[c][1] == version for c in shown)
 
 
 def rankings(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
@@ -113,6 +120,8 @@ def rankings(conn: Connection, project_id: int, filters: ExportFilters, shaper: 
                 "prompt": shaper(r.prompt_id, r.text, r.messages, r.system),
                 "completions": [texts[c][0] for c in shown],
                 "completion_ids": shown,
+                "model_version_ids": [texts[c][1] for c in shown],
+                "model_version_names": [texts[c][2] for c in shown],
                 "ranks": [ranks.get(str(c)) for c in shown],
                 "shown_order": list(r.shown_order),
                 "annotator_id": r.annotator_id,

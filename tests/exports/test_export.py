@@ -77,7 +77,10 @@ def filled(db: Session) -> tuple[Project, User]:
     annotator = make_user(db)
     outcome = run_import(db, project, io.BytesIO(PAIRS), "pairs.jsonl", ImportOptions())
     assert outcome.ok
-    _human_ranking(db, project, annotator)
+    version = ModelVersion(project_id=project.id, kind="policy", name="policy-v1", base_model="tiny")
+    db.add(version)
+    db.flush()
+    _human_ranking(db, project, annotator, version)
     db.commit()
     return project, annotator
 
@@ -142,8 +145,72 @@ def test_bundle_round_trips_through_datasets(filled: tuple[Project, User], clean
     # The split is by prompt: no prompt in both.
     if len(loaded) == 2:
         assert not {r["prompt_id"] for r in loaded["train"]} & {r["prompt_id"] for r in loaded["test"]}
+    rankings = datasets.load_dataset(str(tmp_path / "bundle"), "rankings", cache_dir=str(tmp_path / "hf-cache"))
+    by_id = {r["ranking_id"]: r for r in _export(clean_engine, project, "rankings", "jsonl")}
+    for split in rankings:
+        for row in rankings[split]:
+            assert row["model_version_ids"] == by_id[row["ranking_id"]]["model_version_ids"]
     again = write_bundle(clean_engine, project.id, tmp_path / "bundle2", test_fraction=0.5)
     assert again.rows == result.rows
+
+
+def test_rows_carry_completion_ids_and_model_versions(db: Session, clean_engine: Engine) -> None:
+    project = make_project(db)
+    annotator = make_user(db)
+    assert run_import(db, project, io.BytesIO(PAIRS), "pairs.jsonl", ImportOptions()).ok
+    old, new = (ModelVersion(project_id=project.id, kind="policy", name=name, base_model="tiny")
+                for name in ("sft", "policy-v2"))
+    db.add_all([old, new])
+    db.flush()
+    ranking = _human_ranking(db, project, annotator, old)
+    from sqlalchemy import select
+
+    from app.models import Completion
+
+    # Versions meet side by side: the best completion comes from the new policy, the others from the old one.
+    best = min(int(c) for c, rank in ranking.ranks.items() if rank == 1)
+    db.get_one(Completion, best).model_version_id = new.id
+    db.commit()
+    versions = {cid: v for cid, v in db.execute(select(Completion.id, Completion.model_version_id))}
+    names = {None: None, old.id: "sft", new.id: "policy-v2"}
+
+    for fmt in FORMATS:
+        pairs = _export(clean_engine, project, "pairs", fmt)
+        assert len(pairs) == 4, fmt
+        for row in pairs:
+            got = {k: _typed(row[k]) for k in row if "completion_id" in k or "model_version" in k}
+            chosen, rejected = got["chosen_completion_id"], got["rejected_completion_id"]
+            assert got["chosen_model_version_id"] == versions[chosen], fmt
+            assert got["rejected_model_version_id"] == versions[rejected], fmt
+            assert got["chosen_model_version_name"] == names[versions[chosen]], fmt
+            assert got["rejected_model_version_name"] == names[versions[rejected]], fmt
+        human = [r for r in pairs if _typed(r["group_id"]) == ranking.id]
+        assert {_typed(r["chosen_model_version_id"]) for r in human} == {new.id}
+        assert {_typed(r["rejected_model_version_id"]) for r in human} == {old.id}
+        imported = [r for r in pairs if _typed(r["group_id"]) != ranking.id]
+        assert all(_typed(r["chosen_model_version_id"]) is None is _typed(r["rejected_model_version_name"])
+                   for r in imported)
+
+        for row in _export(clean_engine, project, "rankings", fmt):
+            ids, ids_versions, ids_names = (_typed(row[k]) for k in
+                                            ("completion_ids", "model_version_ids", "model_version_names"))
+            assert ids_versions == [versions[c] for c in ids], fmt
+            assert ids_names == [names[versions[c]] for c in ids], fmt
+    # The version filter and the version columns agree.
+    filtered = _export(clean_engine, project, "pairs", "jsonl", model_version_id=old.id)
+    assert filtered == [] and len(_export(clean_engine, project, "rankings", "jsonl", model_version_id=new.id)) == 0
+
+
+def _typed(value: object) -> object:
+    """A CSV cell back as JSON would have it (ints, lists, null); other formats pass through."""
+    if not isinstance(value, str):
+        return value
+    if value == "":
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def test_filters(db: Session, clean_engine: Engine) -> None:
