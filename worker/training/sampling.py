@@ -8,12 +8,15 @@ returns decoded text. An optional vLLM backend is not implemented (not required:
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import decoders
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache
 
@@ -322,13 +325,67 @@ def rollout(
     )
 
 
+@lru_cache(maxsize=1)
+def _byte_level_alphabet() -> dict[str, int]:
+    """Inverse of the byte-level BPE alphabet (GPT-2's `bytes_to_unicode`): token character -> byte."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars = {b: b for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = 256 + extra
+            extra += 1
+    return {chr(c): b for b, c in chars.items()}
+
+
+def _response_bytes(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> bytes | None:
+    """The UTF-8 bytes a byte-level BPE tokenizer's tokens spell (special tokens left out), or None when the
+    tokenizer is not byte-level and its tokens cannot be read as bytes."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not isinstance(backend.decoder, decoders.ByteLevel):
+        return None
+    alphabet = _byte_level_alphabet()
+    added = tokenizer.added_tokens_decoder
+    special = set(tokenizer.all_special_ids)
+    out = bytearray()
+    for token_id in ids:
+        if token_id in special or (token_id in added and added[token_id].special):
+            continue
+        if token_id in added:  # added tokens hold their text verbatim, not in the byte alphabet
+            out += added[token_id].content.encode()
+            continue
+        token = tokenizer.convert_ids_to_tokens(token_id)
+        if not isinstance(token, str) or any(ch not in alphabet for ch in token):
+            return None
+        out += bytes(alphabet[ch] for ch in token)
+    return bytes(out)
+
+
+def decode_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
+    """Decode one response's token ids as a whole, without special tokens, so that multi-byte characters
+    spread over several tokens come out whole.
+
+    A response cut at `max_new_tokens` can end inside a character: that incomplete character is dropped,
+    never shown as U+FFFD. With a byte-level tokenizer, byte sequences that are not UTF-8 anywhere in the
+    response are dropped too, so a U+FFFD in the text is one the model spelled out whole. Other tokenizers
+    fall back to their own decode, with a trailing run of U+FFFD (a cut character) removed.
+    """
+    ids = list(ids)
+    raw = _response_bytes(tokenizer, ids)
+    if raw is None:
+        return str(tokenizer.decode(ids, skip_special_tokens=True)).rstrip("\ufffd")
+    # final=False holds back an incomplete trailing character; errors="ignore" drops invalid bytes elsewhere.
+    text = codecs.getincrementaldecoder("utf-8")(errors="ignore").decode(raw, final=False)
+    if getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        text = tokenizer.clean_up_tokenization(text)
+    return text
+
+
 def decode_responses(tokenizer: PreTrainedTokenizerBase, batch: Rollout) -> list[str]:
-    """Decode each row's response, without EOS/padding or other special tokens."""
+    """Decode each row's response, without EOS/padding or other special tokens (see `decode_text`)."""
     out = []
     for ids, mask in zip(batch.response_ids.tolist(), batch.response_mask.tolist(), strict=True):
-        out.append(
-            tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m], skip_special_tokens=True)
-        )
+        out.append(decode_text(tokenizer, [t for t, m in zip(ids, mask, strict=True) if m]))
     return out
 
 

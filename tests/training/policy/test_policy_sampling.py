@@ -9,6 +9,9 @@ import torch
 from transformers import AutoTokenizer
 
 from worker.training.sampling import (
+    Rollout,
+    decode_responses,
+    decode_text,
     format_prompt,
     left_pad,
     load_policy,
@@ -146,3 +149,50 @@ def test_sampling_passes_the_cache_under_the_installed_name(tiny_models: dict[st
         rollout(model, tok, ["write about cats"], k=2, max_new_tokens=4, seed=0, batch_size=8)
     assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
     assert all(c[1] == 1 for c in calls[1:])  # after the prefill, one new token per forward: the cache is used
+
+
+def test_decode_never_splits_multibyte_characters(tiny_models: dict[str, Path]) -> None:
+    """A response cut inside a multi-byte character keeps its complete prefix and shows no U+FFFD."""
+    _model, tok = load_policy(tiny_models["policy"], device="cpu")
+    text = "cats purr 😀 é"
+    ids = tok.encode(text, add_special_tokens=False)
+    prefix_len = len(tok.encode("cats purr ", add_special_tokens=False))
+    assert len(ids) - prefix_len >= 3, "the emoji must span several byte tokens for this test"
+    assert "\ufffd" in tok.decode(ids[: prefix_len + 2])  # the plain per-cut decode does split it
+
+    for cut in range(prefix_len + 1, prefix_len + 4):  # inside the 4-byte emoji
+        assert decode_text(tok, ids[:cut]) == "cats purr "
+    assert decode_text(tok, ids) == text
+    assert decode_text(tok, [tok.bos_token_id, *ids, tok.eos_token_id]) == text  # special tokens left out
+
+    # The same path through a Rollout: every row cut at a different point, each mid-character or not.
+    rows = [ids[:cut] for cut in range(prefix_len, len(ids) + 1)]
+    width = max(map(len, rows))
+    batch = Rollout(
+        prompt_ids=torch.zeros(len(rows), 1, dtype=torch.long),
+        prompt_mask=torch.ones(len(rows), 1, dtype=torch.long),
+        response_ids=torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows]),
+        response_mask=torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+        logprobs=torch.zeros(len(rows), width),
+        has_eos=torch.zeros(len(rows), dtype=torch.bool),
+        prompt_index=torch.arange(len(rows)),
+        k=1,
+    )
+    texts = decode_responses(tok, batch)
+    assert all("\ufffd" not in t and text.startswith(t) for t in texts)
+    assert texts[0] == "cats purr " and texts[-1] == text
+
+
+def test_decode_keeps_a_whole_replacement_character_and_drops_stray_bytes(tiny_models: dict[str, Path]) -> None:
+    _model, tok = load_policy(tiny_models["policy"], device="cpu")
+    whole = tok.encode("a\ufffdb", add_special_tokens=False)  # the model spelled U+FFFD itself: kept
+    assert decode_text(tok, whole) == "a\ufffdb"
+    emoji = tok.encode("😀", add_special_tokens=False)
+    stray = tok.encode("a", add_special_tokens=False) + emoji[:2] + tok.encode("b", add_special_tokens=False)
+    assert decode_text(tok, stray) == "ab"  # an unfinished character in the middle is not shown as U+FFFD
+
+
+def test_sampled_text_has_no_replacement_characters(tiny_models: dict[str, Path]) -> None:
+    model, tok = load_policy(tiny_models["policy"], device="cpu")
+    groups = sample_completions(model, tok, ["write about cats"], k=8, max_new_tokens=12, seed=3, temperature=1.5)
+    assert all("\ufffd" not in s for s in groups[0])
