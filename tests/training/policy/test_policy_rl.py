@@ -46,7 +46,9 @@ def _run(tiny: dict[str, Path], out: Path, cfg: PolicyTrainConfig, **kw: object)
 def test_planted_reward_rises_within_kl_budget(
     tiny_models: dict[str, Path], tmp_path: Path, algorithm: str
 ) -> None:
-    result = _run(tiny_models, tmp_path, _cfg(algorithm))
+    # PPO's clipped updates move slower than RLOO's: on this tiny model 30 steps sit at the edge of the bar
+    # (+0.034 once completions decode without stray replacement characters), 40 clear it with room (+0.078).
+    result = _run(tiny_models, tmp_path, _cfg(algorithm, steps=40 if algorithm == "ppo" else 30))
     before, after = result.metrics["before"], result.metrics["after"]
     assert before["kl"] == pytest.approx(0.0, abs=1e-4)
     assert after["reward_mean"] > before["reward_mean"] + 0.05, (before, after)
