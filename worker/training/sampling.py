@@ -9,7 +9,7 @@ returns decoded text. An optional vLLM backend is not implemented (not required:
 from __future__ import annotations
 
 import codecs
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -338,27 +338,42 @@ def _byte_level_alphabet() -> dict[str, int]:
     return {chr(c): b for b, c in chars.items()}
 
 
-def _response_bytes(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> bytes | None:
-    """The UTF-8 bytes a byte-level BPE tokenizer's tokens spell (special tokens left out), or None when the
-    tokenizer is not byte-level and its tokens cannot be read as bytes."""
+def _byte_reader(tokenizer: PreTrainedTokenizerBase) -> Callable[[Sequence[int]], bytes | None] | None:
+    """For a byte-level BPE tokenizer, a function from token ids to the UTF-8 bytes they spell (special tokens
+    left out; None when a token is not in the byte alphabet). None for other tokenizers. The tokenizer's
+    special and added tokens are read once here, not once per response."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or not isinstance(backend.decoder, decoders.ByteLevel):
         return None
     alphabet = _byte_level_alphabet()
     added = tokenizer.added_tokens_decoder
-    special = set(tokenizer.all_special_ids)
-    out = bytearray()
-    for token_id in ids:
-        if token_id in special or (token_id in added and added[token_id].special):
-            continue
-        if token_id in added:  # added tokens hold their text verbatim, not in the byte alphabet
-            out += added[token_id].content.encode()
-            continue
-        token = tokenizer.convert_ids_to_tokens(token_id)
-        if not isinstance(token, str) or any(ch not in alphabet for ch in token):
-            return None
-        out += bytes(alphabet[ch] for ch in token)
-    return bytes(out)
+    skip = set(tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+
+    def read(ids: Sequence[int]) -> bytes | None:
+        out = bytearray()
+        kept = [i for i in ids if i not in skip]
+        for token_id, token in zip(kept, tokenizer.convert_ids_to_tokens(kept), strict=True):
+            if token_id in added:  # added tokens hold their text verbatim, not in the byte alphabet
+                out += added[token_id].content.encode()
+            elif not isinstance(token, str) or any(ch not in alphabet for ch in token):
+                return None
+            else:
+                out += bytes(alphabet[ch] for ch in token)
+        return bytes(out)
+
+    return read
+
+
+def _decode(tokenizer: PreTrainedTokenizerBase, read: Callable[[Sequence[int]], bytes | None] | None,
+            ids: list[int]) -> str:
+    raw = read(ids) if read is not None else None
+    if raw is None:
+        return str(tokenizer.decode(ids, skip_special_tokens=True)).rstrip("\ufffd")
+    # final=False holds back an incomplete trailing character; errors="ignore" drops invalid bytes elsewhere.
+    text = codecs.getincrementaldecoder("utf-8")(errors="ignore").decode(raw, final=False)
+    if getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        text = tokenizer.clean_up_tokenization(text)
+    return text
 
 
 def decode_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
@@ -370,22 +385,15 @@ def decode_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
     response are dropped too, so a U+FFFD in the text is one the model spelled out whole. Other tokenizers
     fall back to their own decode, with a trailing run of U+FFFD (a cut character) removed.
     """
-    ids = list(ids)
-    raw = _response_bytes(tokenizer, ids)
-    if raw is None:
-        return str(tokenizer.decode(ids, skip_special_tokens=True)).rstrip("\ufffd")
-    # final=False holds back an incomplete trailing character; errors="ignore" drops invalid bytes elsewhere.
-    text = codecs.getincrementaldecoder("utf-8")(errors="ignore").decode(raw, final=False)
-    if getattr(tokenizer, "clean_up_tokenization_spaces", False):
-        text = tokenizer.clean_up_tokenization(text)
-    return text
+    return _decode(tokenizer, _byte_reader(tokenizer), list(ids))
 
 
 def decode_responses(tokenizer: PreTrainedTokenizerBase, batch: Rollout) -> list[str]:
     """Decode each row's response, without EOS/padding or other special tokens (see `decode_text`)."""
+    read = _byte_reader(tokenizer)
     out = []
     for ids, mask in zip(batch.response_ids.tolist(), batch.response_mask.tolist(), strict=True):
-        out.append(decode_text(tokenizer, [t for t, m in zip(ids, mask, strict=True) if m]))
+        out.append(_decode(tokenizer, read, [t for t, m in zip(ids, mask, strict=True) if m]))
     return out
 
 
