@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict
+from app.errors import Conflict, NotFound
 from app.jobs import queries
 
 # The reads that pages and the API need, offered here so routes never reach the query module.
@@ -36,8 +36,8 @@ class JobError(Conflict, ValueError):
     """A job request that cannot be honoured (wrong state, conflicting active job); the message says why."""
 
 
-class JobNotFound(LookupError):
-    pass
+class JobNotFound(NotFound, LookupError):
+    """No job with that id (e.g. deleted between the page and the click)."""
 
 
 @dataclass(frozen=True)
