@@ -6,13 +6,12 @@ Every command that prints data accepts `--json`. Worker (torch) commands are add
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from types import FrameType
@@ -204,22 +203,26 @@ def projects_list(as_json: JsonFlag = False, archived: bool = False) -> None:
     emit(rows, as_json, "\n".join(f"{r['id']}\t{r['name']}" for r in rows) or "no projects")
 
 
-# Linux's prctl(2) option that signals a child when the thread that forked it dies.
-_PR_SET_PDEATHSIG = 1
+# The worker's end of the lifeline pipe (worker/lifeline.py): the app names the variable, the worker reads it.
+_LIFELINE_ENV = "PREFLOOP_LIFELINE_FD"
 
 
-def _worker_preexec(parent_pid: int, libc: ctypes.CDLL | None) -> Callable[[], None] | None:
-    """A belt for `--with-worker` on Linux: the kernel sends the worker SIGTERM should the server die unhandled
-    (SIGKILL, OOM), and a parent already gone before the request took effect means exit at once."""
-    if libc is None:
-        return None
+def _start_worker() -> tuple[subprocess.Popen[bytes], int]:
+    """Start `prefloop worker` holding the read end of a pipe whose write end stays in this process only.
 
-    def arm() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return arm
+    However this process ends (even SIGKILL or the OOM killer), the kernel closes the write end; the worker sees
+    end of file and stops. The write end (returned beside the process) is never written and never inherited
+    (pipes are non-inheritable)."""
+    read_end, write_end = os.pipe()
+    try:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"],
+                                  env={**os.environ, _LIFELINE_ENV: str(read_end)}, pass_fds=(read_end,))
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return worker, write_end
 
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -254,10 +257,9 @@ def serve(
     except SettingsError as exc:
         fail(str(exc))
     worker: subprocess.Popen[bytes] | None = None
+    lifeline = -1
     if with_worker:
-        libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None  # loaded before the fork
-        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=os.environ.copy(),
-                                  preexec_fn=_worker_preexec(os.getpid(), libc))
+        worker, lifeline = _start_worker()
         running = worker
 
         # Uvicorn handles SIGTERM itself, restores the handler it found, then raises the signal again, so a
@@ -274,6 +276,7 @@ def serve(
     finally:  # a normal return, Ctrl-C (KeyboardInterrupt) or an error at start-up
         if worker is not None:
             _stop_worker(worker)
+            os.close(lifeline)
 
 
 def _register_feature_commands() -> None:

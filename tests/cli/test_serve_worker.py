@@ -115,7 +115,8 @@ def test_worker_stops_with_the_server(tmp_path: Path, stop_signal: signal.Signal
 
         server.send_signal(stop_signal)
         server.wait(timeout=30)
-        orphans = _still_running(descendants, timeout=15)
+        # A worker stuck anywhere is cut off by its lifeline 30 s after the server went (worker/lifeline.py).
+        orphans = _still_running(descendants, timeout=45)
         assert not orphans, f"worker process(es) {orphans} outlived the server ({stop_signal.name}):\n" + "".join(log)
     finally:
         for pid in [*descendants, server.pid]:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Annotated
 
 import typer
+
+# How long a worker whose server has gone may take to checkpoint its job and exit before it is cut off.
+LIFELINE_GRACE_SECONDS = 30.0
 
 
 def cli(
@@ -22,6 +26,7 @@ def cli(
 ) -> None:
     """Run the worker: claim jobs, train and sample, heartbeat; SIGTERM checkpoints and exits cleanly."""
     from app.settings import get_settings
+    from worker import lifeline
     from worker.loop import WorkerConfig, run_worker
 
     settings = get_settings()
@@ -37,5 +42,13 @@ def cli(
                               run_scheduler=not no_scheduler)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    processed = run_worker(settings, config)
+    shutdown = threading.Event()
+    try:
+        server_pipe = lifeline.lifeline_fd()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if server_pipe is not None:  # started by `prefloop serve --with-worker`: end with the server
+        os.environ.pop(lifeline.ENV_VAR, None)
+        lifeline.watch(server_pipe, shutdown, grace_seconds=LIFELINE_GRACE_SECONDS)
+    processed = run_worker(settings, config, shutdown=shutdown)
     typer.echo(f"worker {config.worker_id} stopped after {processed} job(s)")
