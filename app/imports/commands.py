@@ -64,11 +64,12 @@ def register(cli: typer.Typer) -> None:
             emit(data, as_json, (
                 f"imported {file.name} ({outcome.file_format}): {c['prompts_added']} prompt(s) added, "
                 f"{c['prompts_skipped']} already present, {c['completions_added']} completion(s), "
-                f"{c['comparisons_added']} comparison(s)"
-            ))
+                f"{c['rankings_added']} ranking(s), {c['comparisons_added']} comparison(s)"
+            ) + "".join(f"\nnote: {note}" for note in outcome.notes))
             return
         lines = [f"line {i.line}, {i.field}: {i.reason}" for i in outcome.issues]
         if outcome.issue_count > len(outcome.issues):
             lines.append(f"… and {outcome.issue_count - len(outcome.issues)} more")
+        lines += [f"note: {note}" for note in outcome.notes]
         emit(data, as_json, f"nothing imported: {outcome.issue_count} problem(s) in {file.name}\n" + "\n".join(lines))
         raise typer.Exit(1)

@@ -72,8 +72,21 @@ class CompletionIn:
 
 
 @dataclass(slots=True)
+class RankingIn:
+    """One imported judgement of a prompt's completions: completion index -> rank (1 = best, ties equal, dense).
+
+    A chosen/rejected pair is the ranking {chosen: 1, rejected: 2}. `origin` records where it came from (the
+    tool, its annotator's id there, fields kept verbatim); imported annotators are not accounts here.
+    """
+
+    ranks: dict[int, int]
+    rationale: str = ""
+    origin: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class PromptIn:
-    """A validated prompt with its completions and (for preference files) chosen/rejected index pairs."""
+    """A validated prompt with its completions and (for preference files) the imported rankings of them."""
 
     line: int
     external_id: str
@@ -83,12 +96,12 @@ class PromptIn:
     system: str | None
     meta: dict[str, Any]
     completions: list[CompletionIn]
-    pairs: list[tuple[int, int]] = field(default_factory=list)
+    rankings: list[RankingIn] = field(default_factory=list)
     id_given: bool = False
 
     @property
-    def pairwise(self) -> bool:
-        return bool(self.pairs)
+    def ranked(self) -> bool:
+        return bool(self.rankings)
 
 
 @dataclass
@@ -102,6 +115,8 @@ class ImportOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     issues: list[ImportIssue] = field(default_factory=list)
     issue_count: int = 0
+    # What was read but not mapped (kept verbatim in metadata) or deliberately left out, one sentence each.
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,4 +127,5 @@ class ImportOutcome:
             "counts": self.counts,
             "error_count": self.issue_count,
             "errors": [issue.as_dict() for issue in self.issues],
+            "notes": list(self.notes),
         }

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from sqlalchemy.orm import Session
 
 from app.features import import_feature
-from app.imports import queries
+from app.imports import dialects, queries
 from app.imports.parsers import detect_format, iter_records
 from app.imports.schemas import (
     MAX_REPORTED_ISSUES,
@@ -26,6 +26,7 @@ from app.imports.schemas import (
     ImportOptions,
     ImportOutcome,
     PromptIn,
+    RankingIn,
     RawRecord,
 )
 from app.imports.validation import Rules, normalize
@@ -71,10 +72,12 @@ def run_import(
     sha256 = _file_digest(source)
     fmt: FileFormat = options.format or detect_format(name, source.read(4096))
     source.seek(0)
-    prompts, issues, issue_count = _validate_all(_records(source, fmt, options), project)
+    notes = dialects.Notes()
+    prompts, issues, issue_count = _validate_all(_records(source, fmt, options, notes), project)
     if not issues and not prompts:
         issues, issue_count = [ImportIssue(0, "file", "the file contains no records")], 1
-    outcome = ImportOutcome(ok=not issues, file_name=name, file_format=fmt, issues=issues, issue_count=issue_count)
+    outcome = ImportOutcome(ok=not issues, file_name=name, file_format=fmt, issues=issues, issue_count=issue_count,
+                            notes=notes.sentences())
     record = ImportRecord(
         project_id=project.id,
         user_id=user.id if user else None,
@@ -122,7 +125,9 @@ def _file_digest(source: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def _records(source: BinaryIO, fmt: FileFormat, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
+def _records(source: BinaryIO, fmt: FileFormat, options: ImportOptions,
+             notes: dialects.Notes) -> Iterator[RawRecord | ImportIssue]:
+    """The file's records in prefloop's shape: columns renamed as asked, other tools' exports translated."""
     renames = {}
     if not options.long_format:
         if options.prompt_column:
@@ -132,7 +137,15 @@ def _records(source: BinaryIO, fmt: FileFormat, options: ImportOptions) -> Itera
     for item in iter_records(source, fmt, options):
         if renames and isinstance(item, RawRecord):
             item = RawRecord(item.line, {renames.get(k, k): v for k, v in item.data.items()}, item.tabular)
-        yield item
+        translation = dialects.translate(item) if isinstance(item, RawRecord) and not item.tabular else None
+        if translation is None:
+            yield item
+            continue
+        notes.count(translation)
+        if translation.issues:
+            yield from translation.issues
+        else:
+            yield translation.record
 
 
 def _validate_all(
@@ -161,8 +174,8 @@ def _validate_all(
         earlier = prompts.get(result.external_id)
         if earlier is None:
             prompts[result.external_id] = result
-        elif result.pairwise and earlier.pairwise and not result.id_given:
-            _merge_pairs(earlier, result)
+        elif result.ranked and earlier.ranked and not result.id_given:
+            _merge_rankings(earlier, result)
         elif result.id_given:
             report([ImportIssue(result.line, "id", f"duplicate id {result.external_id!r} (first on line {earlier.line})")])
         else:
@@ -171,17 +184,19 @@ def _validate_all(
     return list(prompts.values()), issues, count
 
 
-def _merge_pairs(into: PromptIn, other: PromptIn) -> None:
-    # Preference datasets repeat a prompt once per pair: one prompt, its distinct answers, every pair.
+def _merge_rankings(into: PromptIn, other: PromptIn) -> None:
+    # Preference datasets repeat a prompt once per pair or per annotator: one prompt, its distinct answers, and
+    # every ranking, re-indexed onto the merged answers.
     index = {c.text: i for i, c in enumerate(into.completions)}
-    for chosen, rejected in other.pairs:
-        ids = []
-        for completion in (other.completions[chosen], other.completions[rejected]):
+    for ranking in other.rankings:
+        ranks: dict[int, int] = {}
+        for position, rank in ranking.ranks.items():
+            completion = other.completions[position]
             if completion.text not in index:
                 index[completion.text] = len(into.completions)
                 into.completions.append(completion)
-            ids.append(index[completion.text])
-        into.pairs.append((ids[0], ids[1]))
+            ranks[index[completion.text]] = rank
+        into.rankings.append(RankingIn(ranks, ranking.rationale, ranking.origin))
 
 
 def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: int) -> dict[str, int]:
@@ -224,12 +239,13 @@ def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: i
                 }
             )
     completion_ids = queries.insert_completions(db, completion_rows)
-    comparisons = _insert_pairs(db, project, new, prompt_ids, completion_ids, import_id)
+    rankings, comparisons = _insert_rankings(db, project, new, prompt_ids, completion_ids, import_id)
     counts = {
         "records": len(prompts),
         "prompts_added": len(new),
         "prompts_skipped": len(prompts) - len(new),
         "completions_added": len(completion_ids),
+        "rankings_added": rankings,
         "comparisons_added": comparisons,
     }
     slots = import_feature("app.labeling.slots")
@@ -238,64 +254,74 @@ def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: i
     return counts
 
 
-def _insert_pairs(
+def _insert_rankings(
     db: Session, project: Project, prompts: list[PromptIn], prompt_ids: list[int], completion_ids: list[int],
     import_id: int,
-) -> int:
-    """Each imported chosen/rejected pair: a Ranking (source 'imported', ranks chosen 1, rejected 2) and its Comparison."""
+) -> tuple[int, int]:
+    """Each imported ranking: a Ranking (source 'imported') and its C(k,2) Comparisons, ties included.
+
+    Returns (rankings, comparisons) added. The ranked answers are shown in file order; a tie row names the one
+    shown first as the winner, as submitted rankings do."""
     now = utcnow()
     rankings: list[dict[str, Any]] = []
-    pairs: list[tuple[int, int, int]] = []
+    orders: list[tuple[int, list[int], dict[int, int]]] = []
     offset = 0
     for prompt_id, p in zip(prompt_ids, prompts, strict=True):
-        for chosen, rejected in p.pairs:
-            winner, loser = completion_ids[offset + chosen], completion_ids[offset + rejected]
+        for ranking in p.rankings:
+            ranks = {completion_ids[offset + i]: rank for i, rank in sorted(ranking.ranks.items())}
+            shown = list(ranks)
             rankings.append(
                 {
                     "project_id": project.id,
                     "prompt_id": prompt_id,
                     "source": "imported",
                     "import_id": import_id,
-                    "ranks": {str(winner): 1, str(loser): 2},
-                    "shown_order": [winner, loser],
+                    "ranks": {str(c): rank for c, rank in ranks.items()},
+                    "shown_order": shown,
                     "flags": {},
                     "likert": {},
-                    "rationale": "",
+                    "rationale": ranking.rationale,
                     "not_rankable": False,
-                    "client_info": {},
+                    "client_info": {"imported": ranking.origin} if ranking.origin else {},
                     "payload_hash": "",
                     "suggestion_shown": False,
                     "weight": 1.0,
                     "created_at": now,
                 }
             )
-            pairs.append((prompt_id, winner, loser))
+            orders.append((prompt_id, shown, ranks))
         offset += len(p.completions)
     if not rankings:
-        return 0
+        return 0, 0
     ranking_ids = queries.insert_rankings(db, rankings)
-    queries.insert_comparisons(
-        db,
-        [
-            {
-                "project_id": project.id,
-                "prompt_id": prompt_id,
-                "ranking_id": ranking_id,
-                "winner_id": winner,
-                "loser_id": loser,
-                "winner_rank": 1,
-                "loser_rank": 2,
-                "rank_gap": 1,
-                "is_tie": False,
-                "source": "imported",
-                "import_id": import_id,
-                "weight": 1.0,
-                "created_at": now,
-            }
-            for ranking_id, (prompt_id, winner, loser) in zip(ranking_ids, pairs, strict=True)
-        ],
-    )
-    return len(ranking_ids)
+    comparisons = [
+        {
+            "project_id": project.id,
+            "prompt_id": prompt_id,
+            "ranking_id": ranking_id,
+            "winner_id": winner,
+            "loser_id": loser,
+            "winner_rank": ranks[winner],
+            "loser_rank": ranks[loser],
+            "rank_gap": ranks[loser] - ranks[winner],
+            "is_tie": ranks[winner] == ranks[loser],
+            "source": "imported",
+            "import_id": import_id,
+            "weight": 1.0,
+            "created_at": now,
+        }
+        for ranking_id, (prompt_id, shown, ranks) in zip(ranking_ids, orders, strict=True)
+        for winner, loser in _ordered_pairs(shown, ranks)
+    ]
+    queries.insert_comparisons(db, comparisons)
+    return len(ranking_ids), len(comparisons)
+
+
+def _ordered_pairs(shown: list[int], ranks: dict[int, int]) -> Iterator[tuple[int, int]]:
+    """Every pair of shown answers as (winner, loser); for a tie, the one shown first."""
+    for i, a in enumerate(shown):
+        for b in shown[i + 1:]:
+            yield (b, a) if ranks[b] < ranks[a] else (a, b)
 
 
 def recent_imports(db: Session, project_id: int, limit: int = 20) -> list[ImportRecord]:

@@ -20,12 +20,15 @@ from app.imports.schemas import (
     CompletionIn,
     ImportIssue,
     PromptIn,
+    RankingIn,
     RawRecord,
 )
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 _NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
-_RESERVED = {"id", "prompt", "messages", "system", "metadata", "completions", "completion", "chosen", "rejected"}
+_RESERVED = {"id", "prompt", "messages", "system", "metadata", "completions", "completion", "chosen", "rejected",
+             "rankings"}
+MAX_RATIONALE_CHARS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ def normalize(raw: RawRecord, rules: Rules) -> PromptIn | list[ImportIssue]:
             f"{len(completions)} completion(s) but the project ranks at least k_min={rules.k_min} "
             "(give more, none, or allow fewer than k_min in the project settings)",
         )
+    rankings = _rankings_of(data.get("rankings"), len(completions), issues)
     meta = _metadata_of(data, raw.tabular, issues)
     external_id, id_given = _external_id(data, issues)
     if issues:
@@ -77,7 +81,44 @@ def normalize(raw: RawRecord, rules: Rules) -> PromptIn | list[ImportIssue]:
     if external_id is None:
         key = data.get("_key")
         external_id = hashlib.sha256(json.dumps(key).encode()).hexdigest() if key else digest
-    return PromptIn(raw.line, external_id, digest, text, messages, system, meta, completions, id_given=id_given)
+    return PromptIn(raw.line, external_id, digest, text, messages, system, meta, completions, rankings,
+                    id_given=id_given)
+
+
+def _rankings_of(value: Any, k: int, issues: _Issues) -> list[RankingIn]:
+    """K-wise rankings of the record's completions: `[{"ranks": [rank or null per completion], ...}]`."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        issues.add("rankings", "expected a list of {ranks: [...]} objects")
+        return []
+    out: list[RankingIn] = []
+    for i, item in enumerate(value):
+        where = f"rankings[{i}]"
+        ranks = item.get("ranks") if isinstance(item, dict) else None
+        if not isinstance(ranks, list) or len(ranks) != k:
+            issues.add(f"{where}.ranks", f"expected one rank (or null) per completion: {k} values")
+            continue
+        if any(r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1) for r in ranks):
+            issues.add(f"{where}.ranks", "ranks are whole numbers from 1 (best), or null for an unranked answer")
+            continue
+        given = {index: rank for index, rank in enumerate(ranks) if rank is not None}
+        if len(given) < 2 or len(set(given.values())) < 2:
+            issues.add(f"{where}.ranks", "a ranking needs at least two answers with different ranks")
+            continue
+        rationale = item.get("rationale") or ""
+        if not isinstance(rationale, str) or len(rationale) > MAX_RATIONALE_CHARS or "\x00" in rationale:
+            issues.add(f"{where}.rationale", f"expected text of at most {MAX_RATIONALE_CHARS} characters without NUL")
+            continue
+        origin = item.get("origin") or {}
+        out.append(RankingIn(dense_ranks(given), rationale, origin if isinstance(origin, dict) else {}))
+    return out
+
+
+def dense_ranks(ranks: dict[int, int]) -> dict[int, int]:
+    """The same order with ranks 1, 2, 3… and no gaps ({a: 1, b: 3, c: 3} -> {a: 1, b: 2, c: 2})."""
+    dense = {rank: position for position, rank in enumerate(sorted(set(ranks.values())), start=1)}
+    return {index: dense[rank] for index, rank in ranks.items()}
 
 
 def _normalize_pair(raw: RawRecord, issues: _Issues) -> PromptIn | list[ImportIssue]:
@@ -115,9 +156,14 @@ def _normalize_pair(raw: RawRecord, issues: _Issues) -> PromptIn | list[ImportIs
         system,
         meta,
         [CompletionIn(chosen), CompletionIn(rejected)],
-        pairs=[(0, 1)],
+        [RankingIn({0: 1, 1: 2}, origin=_origin_of(data))],
         id_given=id_given,
     )
+
+
+def _origin_of(data: dict[str, Any]) -> dict[str, Any]:
+    origin = data.get("_origin")
+    return origin if isinstance(origin, dict) else {}
 
 
 def _prompt_of(data: dict[str, Any], issues: _Issues) -> tuple[str | None, list[dict[str, str]] | None]:
