@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from app import __version__
 from app.db import create_db_engine, make_session_factory, unit_of_work
 from app.features import import_feature
-from app.migrate import is_at_head
 from app.settings import SettingsError, get_settings
 
 cli = typer.Typer(help="prefloop: RLHF preference labeling with a closed training loop.", no_args_is_help=True)
@@ -71,6 +70,9 @@ def emit(data: Any, as_json: bool, text: str | None = None) -> None:
 
 def require_migrated(engine: Engine, database_url: str) -> None:
     """Stop with one line, not a traceback, when the schema is missing or behind the installed migrations."""
+    # Alembic costs a fifth of the CLI's start-up: imported by the commands that need it only.
+    from app.migrate import is_at_head
+
     if not is_at_head(engine):
         where = database_url.split("@")[-1]
         fail(f"the database {where} is not at the current schema: run `prefloop db upgrade` first")

@@ -1,4 +1,5 @@
-"""Engine factory (SQLite pragmas or a Postgres pool) and the one-unit-of-work session dependency."""
+"""Engine factory (SQLite pragmas or a Postgres pool) and the one unit of work (the web's request session
+dependency, app/auth/deps.py, is built on it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,10 +65,3 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """FastAPI dependency: one session and one transaction per request, committed before the response."""
-    factory: sessionmaker[Session] = request.app.state.session_factory
-    with unit_of_work(factory) as session:
-        yield session

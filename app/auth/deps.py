@@ -7,18 +7,27 @@ browser session plus a CSRF header; 401 when neither).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth import service
-from app.db import get_session
+from app.db import unit_of_work
 from app.models import User
 from app.web.csrf import verify_csrf
 
 SESSION_COOKIE = "prefloop_session"
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session and one transaction per request, committed before the response (rolled back on error)."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with unit_of_work(factory) as session:
+        yield session
+
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
