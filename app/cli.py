@@ -6,24 +6,23 @@ Every command that prints data accepts `--json`. Worker (torch) commands are add
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import entry_points
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from app import __version__
-from app.db import create_db_engine, make_session_factory, unit_of_work
-from app.features import import_feature
+from app.console import JsonFlag, cli_session, emit, fail
+from app.demo import commands as demo_commands
+from app.exports import commands as export_commands
+from app.imports import commands as import_commands
+from app.projects import commands as project_commands
+from app.quality import commands as quality_commands
 from app.settings import SettingsError, get_settings
 
 cli = typer.Typer(help="prefloop: RLHF preference labeling with a closed training loop.", no_args_is_help=True)
@@ -35,9 +34,6 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(projects_cli, name="projects")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
 
 def _print_version(value: bool) -> None:
     if value:
@@ -52,43 +48,6 @@ def root(
     ] = False,
 ) -> None:
     """prefloop: RLHF preference labeling with a closed training loop."""
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print a clear error to stderr and exit non-zero."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def emit(data: Any, as_json: bool, text: str | None = None) -> None:
-    """Print `data` as JSON, or `text` for people."""
-    if as_json or text is None:
-        typer.echo(json.dumps(data, indent=None if as_json else 2, default=str))
-    else:
-        typer.echo(text)
-
-
-def require_migrated(engine: Engine, database_url: str) -> None:
-    """Stop with one line, not a traceback, when the schema is missing or behind the installed migrations."""
-    # Alembic costs a fifth of the CLI's start-up: imported by the commands that need it only.
-    from app.migrate import is_at_head
-
-    if not is_at_head(engine):
-        where = database_url.split("@")[-1]
-        fail(f"the database {where} is not at the current schema: run `prefloop db upgrade` first")
-
-
-@contextmanager
-def cli_session() -> Iterator[Session]:
-    """One committed unit of work for a CLI command."""
-    settings = get_settings()
-    engine = create_db_engine(settings.database_url)
-    try:
-        require_migrated(engine, settings.database_url)
-        with unit_of_work(make_session_factory(engine)) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 @db_cli.command("upgrade")
@@ -281,18 +240,16 @@ def serve(
             os.close(lifeline)
 
 
-def _register_feature_commands() -> None:
-    # Feature command modules of the app package, each exposing `register(cli)`.
-    for module_name in ("app.imports.commands", "app.exports.commands", "app.demo.commands", "app.projects.commands",
-                        "app.quality.commands"):
-        module = import_feature(module_name)
-        if module is not None:
-            module.register(cli)
+def _register_commands() -> None:
+    """The app's feature commands, then the worker's, which arrive through the `prefloop.cli` entry point
+    (the app never imports the worker: without the [worker] extra its commands are simply absent)."""
+    for module in (import_commands, export_commands, demo_commands, project_commands, quality_commands):
+        module.register(cli)
     for entry in entry_points(group="prefloop.cli"):
         entry.load()(cli)
 
 
-_register_feature_commands()
+_register_commands()
 
 
 def main() -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-# The same flag as app.cli.JsonFlag, declared here so this module never imports app.cli at load time.
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from app.console import JsonFlag, cli_session, emit, fail
 
 
 def register(cli: typer.Typer) -> None:
@@ -16,7 +13,6 @@ def register(cli: typer.Typer) -> None:
     @cli.command("demo")
     def demo_command(as_json: JsonFlag = False) -> None:
         """Create the demo project, an admin (if none exists) and an annotator; print one-time passwords once."""
-        from app.cli import cli_session, emit, fail
         from app.demo.seed import seed_demo
         from app.imports.service import ImportFailed
 

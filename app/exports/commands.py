@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-# The same flag as app.cli.JsonFlag, declared here so this module never imports app.cli at load time.
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from app.console import JsonFlag, emit, fail
 
 
 def register(cli: typer.Typer) -> None:
@@ -31,14 +30,13 @@ def register(cli: typer.Typer) -> None:
         model_version: Annotated[
             int | None, typer.Option(help="only comparisons of completions sampled by this model version")
         ] = None,
-        margin_column: Annotated[bool, typer.Option("--margin-column", help="pairs: add margin = rank_gap")] = False,
+        margin_column: Annotated[bool, typer.Option("--margin-column", help="pairs: add margin (pairwise strength 1-3, else rank_gap)")] = False,
         test_fraction: Annotated[float, typer.Option(help="bundle: share of prompts in the test split")] = 0.1,
         as_json: JsonFlag = False,
     ) -> None:
         """Export a project's data (one consistent snapshot, streamed with constant memory)."""
         from sqlalchemy.orm import Session
 
-        from app.cli import emit, fail
         from app.db import create_db_engine
         from app.exports import service
         from app.exports.schemas import ExportOptions

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-# The same flag as app.cli.JsonFlag, declared here so this module never imports app.cli at load time.
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from app.console import JsonFlag, cli_session, emit, fail
 
 
 def register(cli: typer.Typer) -> None:
@@ -35,7 +34,6 @@ def register(cli: typer.Typer) -> None:
         """Import FILE into PROJECT: all records or none; every bad line is listed."""
         from pydantic import ValidationError
 
-        from app.cli import cli_session, emit, fail
         from app.imports.schemas import ImportOptions
         from app.imports.service import run_import
         from app.projects import service as projects

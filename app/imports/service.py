@@ -16,7 +16,6 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from app.features import import_feature
 from app.imports import dialects, queries
 from app.imports.parsers import detect_format, iter_records
 from app.imports.schemas import (
@@ -30,6 +29,7 @@ from app.imports.schemas import (
     RawRecord,
 )
 from app.imports.validation import Rules, normalize
+from app.labeling import slots
 from app.models import ImportRecord, Project, User, utcnow
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -248,8 +248,7 @@ def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: i
         "rankings_added": rankings,
         "comparisons_added": comparisons,
     }
-    slots = import_feature("app.labeling.slots")
-    if slots is not None and prompt_ids:
+    if prompt_ids:
         counts["slots_created"] = slots.ensure_slots(db, project, prompt_ids)
     return counts
 

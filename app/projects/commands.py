@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from app.console import JsonFlag, cli_session, emit, fail
 from app.projects.schemas import ProjectUpdate
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 loop_cli = typer.Typer(help="The training loop: run it now, see where it stands.", no_args_is_help=True)
 
 
@@ -50,10 +50,13 @@ def configure(
     policy_batch_prompts: Annotated[int | None, typer.Option(help="Prompts per PPO/RLOO step.")] = None,
     rloo_k: Annotated[int | None, typer.Option(help="Samples per prompt for RLOO.")] = None,
     kl_beta: Annotated[float | None, typer.Option(help="KL penalty coefficient.")] = None,
+    confirm_rankings: Annotated[int | None, typer.Option(
+        help="Human rankings showing a provisional policy beside the incumbent before people decide (0: off).")] = None,
+    interval_minutes: Annotated[int | None, typer.Option(
+        help="Also start a round when none started for this many minutes (0: off).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Set a project's models, algorithm, sampling and schedule (same rules as PATCH /api/projects/{id})."""
-    from app.cli import cli_session, emit, fail
     from app.projects import service
 
     sections: dict[str, dict[str, Any]] = {
@@ -62,8 +65,9 @@ def configure(
                      "rm_accuracy_tolerance": rm_accuracy_tolerance, "rm_epochs": rm_epochs, "rm_lr": rm_lr,
                      "rm_share_prefix": rm_share_prefix, "ai_rankings": ai_rankings,
                      "policy_lr": policy_lr, "policy_batch_prompts": policy_batch_prompts, "rloo_k": rloo_k,
-                     "kl_beta": kl_beta},
-        "schedule": {"enabled": schedule, "retrain_every": retrain_every, "prompts_per_round": prompts_per_round},
+                     "kl_beta": kl_beta, "confirm_rankings": confirm_rankings},
+        "schedule": {"enabled": schedule, "retrain_every": retrain_every, "prompts_per_round": prompts_per_round,
+                     "interval_minutes": interval_minutes},
         "sampling": {"k": k, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                      "seed": seed},
     }
@@ -90,7 +94,6 @@ def configure(
 @loop_cli.command("run")
 def loop_run(project: Annotated[str, typer.Argument(help="Project id or name.")], as_json: JsonFlag = False) -> None:
     """Run the loop now: retrain on new comparisons (then policy, then sampling), or sample the first round."""
-    from app.cli import cli_session, emit, fail
     from app.projects import service
     from app.scheduler import service as scheduler
 
@@ -107,7 +110,6 @@ def loop_run(project: Annotated[str, typer.Argument(help="Project id or name.")]
 @loop_cli.command("status")
 def loop_status(project: Annotated[str, typer.Argument(help="Project id or name.")], as_json: JsonFlag = False) -> None:
     """Where the loop stands: new comparisons, prompts waiting for candidates, active versions and jobs."""
-    from app.cli import cli_session, emit, fail
     from app.projects import service
     from app.registry import service as registry
     from app.scheduler import service as scheduler
@@ -120,7 +122,9 @@ def loop_status(project: Annotated[str, typer.Argument(help="Project id or name.
             out = {"project_id": row.id, "schedule_enabled": status.enabled, "retrain_every": status.retrain_every,
                    "new_comparisons": status.new_comparisons,
                    "prompts_without_completions": status.prompts_without_completions,
-                   "eligible_prompts": status.eligible_prompts,
+                   "eligible_prompts": status.eligible_prompts, "interval_minutes": status.interval_minutes,
+                   "awaiting": status.awaiting.message() if status.awaiting is not None else None,
+                   "waiting_for": status.waiting_for,
                    "active": active, "active_jobs": [{"id": j.id, "kind": j.kind, "status": j.status}
                                                      for j in status.active_jobs]}
     except service.ProjectNotFound as exc:
@@ -136,7 +140,6 @@ def loop_tiny_models(
     as_json: JsonFlag = False,
 ) -> None:
     """Create tiny CPU models for a project (needs the worker extra) and turn its schedule on."""
-    from app.cli import cli_session, emit, fail
     from app.projects import service
     from app.scheduler import tiny_models
     from app.settings import get_settings

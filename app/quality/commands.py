@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-# The same flag as app.cli.JsonFlag, declared here so this module never imports app.cli at load time.
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from app.console import JsonFlag, cli_session, emit, fail
 
 
 def register(cli: typer.Typer) -> None:
@@ -28,7 +27,6 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Rank up to --max-tasks tasks of PROJECT as an AI annotator (source 'ai', not in human agreement)."""
-        from app.cli import cli_session, emit, fail
         from app.db import create_db_engine, make_session_factory
         from app.projects import service as projects
         from app.quality.ai_annotator import ChatRanker, ai_user, annotate, rm_ranker
@@ -64,7 +62,6 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Print PROJECT's quality figures (the JSON API's shape); optionally store trust weights."""
-        from app.cli import cli_session, emit, fail
         from app.projects import service as projects
         from app.quality import service, weights
 
