@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from app.imports.schemas import (
 )
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
+# Longer digit strings are identifiers, not quantities (and Python refuses ints over 4,300 digits).
+_MAX_NUMBER_CHARS = 300
 _NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _RESERVED = {"id", "prompt", "messages", "system", "metadata", "completions", "completion", "chosen", "rejected",
              "rankings"}
@@ -302,9 +305,11 @@ def _checked_meta(meta: dict[str, Any], field: str, issues: _Issues, numbers: bo
 
 def _number(value: Any) -> Any:
     # CSV cells are text; numeric metadata (scores such as toxicity) is far more useful as numbers.
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+    if isinstance(value, str) and len(value) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(value.strip()):
         number = float(value)
-        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+        if not math.isfinite(number):  # 1e999: no JSON number; the cell stays text
+            return value
+        return int(value) if number.is_integer() and "." not in value and "e" not in value.lower() else number
     return value
 
 

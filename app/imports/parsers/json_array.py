@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from app.imports.parsers import limits
 from app.imports.schemas import ImportIssue, RawRecord
 
 _WS = " \t\r\n"
@@ -23,7 +24,7 @@ def parse_json_array(source: BinaryIO) -> Iterator[RawRecord | ImportIssue]:
         return
     del data  # keep one copy of the file in memory, not two
     text = text.removeprefix("\ufeff")
-    decoder = json.JSONDecoder()
+    decoder = limits.decoder()
     pos = _skip(text, 0)
     if pos >= len(text):
         return
@@ -56,7 +57,13 @@ def parse_json_array(source: BinaryIO) -> Iterator[RawRecord | ImportIssue]:
         except RecursionError:
             yield ImportIssue(line, "json", "JSON nested too deeply")
             return
-        if isinstance(value, dict):
+        except ValueError as exc:  # NaN/Infinity, or an integer too long to convert: the element's end is unknown
+            yield ImportIssue(line, "json", limits.value_error_reason(exc))
+            return
+        problem = limits.unstorable(value) if isinstance(value, dict) else None
+        if problem:
+            yield ImportIssue(line, *problem)
+        elif isinstance(value, dict):
             yield RawRecord(line, value)
         else:
             yield ImportIssue(line, "json", f"expected a JSON object, got {type(value).__name__}")
