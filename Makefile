@@ -93,7 +93,9 @@ bench: $(VENV)/.dev
 	$(INSTALL) -e '.[bench]'
 	$(PY) bench/export.py --quick
 	$(PY) bench/annotate.py --quick
+	$(PY) bench/claim.py --quick
 	$(PY) bench/reward_model.py --quick
+	$(PY) bench/rm_quality.py --quick
 	$(PY) bench/rm_prefix.py --quick
 	$(PY) bench/policy.py --quick
 	$(PY) bench/loop.py --quick

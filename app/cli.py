@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from app import __version__
+from app.accounts import commands as account_commands
 from app.console import JsonFlag, cli_session, emit, fail
 from app.demo import commands as demo_commands
 from app.exports import commands as export_commands
@@ -28,11 +29,9 @@ from app.settings import SettingsError, get_settings
 cli = typer.Typer(help="prefloop: RLHF preference labeling with a closed training loop.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_cli = typer.Typer(help="Users.", no_args_is_help=True)
-tokens_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
 projects_cli = typer.Typer(help="Projects.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(users_cli, name="users")
-cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(projects_cli, name="projects")
 
 def _print_version(value: bool) -> None:
@@ -105,20 +104,6 @@ def users_list(as_json: JsonFlag = False) -> None:
             {"id": u.id, "email": u.email, "role": u.role, "active": u.is_active} for u in service.list_users(db)
         ]
     emit(rows, as_json, "\n".join(f"{r['id']}\t{r['email']}\t{r['role']}\t{r['active']}" for r in rows))
-
-
-@tokens_cli.command("create")
-def tokens_create(email: str, name: str = "cli", as_json: JsonFlag = False) -> None:
-    """Create an API token for EMAIL and print it once."""
-    from app.auth import service
-
-    try:
-        with cli_session() as db:
-            user = service.get_user_by_email(db, email)
-            token = service.create_api_token(db, user, name)
-    except service.AuthError as exc:
-        fail(str(exc))
-    emit({"email": email.strip().lower(), "token": token}, as_json, token)
 
 
 @projects_cli.command("create")
@@ -243,7 +228,8 @@ def serve(
 def _register_commands() -> None:
     """The app's feature commands, then the worker's, which arrive through the `prefloop.cli` entry point
     (the app never imports the worker: without the [worker] extra its commands are simply absent)."""
-    for module in (import_commands, export_commands, demo_commands, project_commands, quality_commands):
+    for module in (account_commands, import_commands, export_commands, demo_commands, project_commands,
+                   quality_commands):
         module.register(cli)
     for entry in entry_points(group="prefloop.cli"):
         entry.load()(cli)

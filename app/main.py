@@ -6,17 +6,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app import __version__
+from app.auth.throttle import LoginThrottle
 from app.db import create_db_engine, make_session_factory
 from app.features import import_feature
 from app.paths import STATIC_DIR
 from app.settings import Settings, get_settings
 from app.web.errors import install_error_handlers
+from app.web.inputs import reject_unstorable_input
 from app.web.metrics import MetricsMiddleware
 from app.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.web.templating import create_templates
@@ -29,6 +31,7 @@ ROUTER_MODULES = (
     "app.web.assets",
     "app.auth.routes",
     "app.users.routes",
+    "app.accounts.routes",
     "app.projects.routes",
     "app.projects.api",
     "app.imports.routes",
@@ -52,12 +55,18 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         yield
         engine.dispose()
 
-    app = FastAPI(title="prefloop", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    # Every route, included routers too, first refuses text no database can store (app.web.inputs).
+    app = FastAPI(title="prefloop", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  dependencies=[Depends(reject_unstorable_input)])
     app.state.settings = settings
     app.state.secret = settings.effective_secret()
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.templates = create_templates()
+    app.state.login_throttle = LoginThrottle(
+        ip_burst=settings.login_ip_burst, ip_per_minute=settings.login_ip_per_minute,
+        account_burst=settings.login_account_burst, account_per_minute=settings.login_account_per_minute,
+    )
 
     form_limit = settings.max_request_kb * 1024
     upload_limit = settings.max_upload_bytes

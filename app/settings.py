@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1)
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
+    # Login attempts answered before 429 (app.auth.throttle): per client address, then per e-mail address.
+    # An office behind one NAT address logs in together at nine, hence the generous per-address burst.
+    login_ip_burst: int = Field(default=30, ge=1)
+    login_ip_per_minute: float = Field(default=30.0, gt=0)
+    login_account_burst: int = Field(default=10, ge=1)
+    login_account_per_minute: float = Field(default=5.0, gt=0)
     # The address users open. Its scheme decides the cookies' Secure flag, its host the allowed Host header.
     base_url: str = "http://127.0.0.1:8000"
     # More Host names to accept, comma-separated ("*": any); loopback names are always accepted (probes).

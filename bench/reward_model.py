@@ -135,6 +135,8 @@ def run_prefloop(base: str, train: list[RankingGroup], heldout: list[RankingGrou
     config = RewardTrainConfig(
         base_model=base, lr=args.lr, epochs=args.epochs, batch_prompts=args.batch_prompts,
         token_budget=10**9, max_length=args.max_length, center_coef=args.center_coef, seed=args.seed,
+        # Like for like with TRL: the encoder's own head, no warmup, no validation split or early stopping.
+        pooling="head" if args.model == "minilm" else "last", warmup_steps=0, val_fraction=0.0,
     )
     t0 = time.perf_counter()
     with PeakMemory() as mem:
@@ -158,7 +160,8 @@ def run_trl(base: str, train: list[RankingGroup], heldout: list[RankingGroup], a
 
     # Same seed before loading as prefloop's trainer: a base without a reward head gets the identical random head.
     torch.manual_seed(args.seed)
-    model, tok = load_reward_model(base)
+    # TRL trains through the model's own head (for the decoder that is its last non-pad token, as prefloop's).
+    model, tok = load_reward_model(base, pooling="head" if args.model == "minilm" else "auto")
     encoded = encode_groups(train, tok, args.max_length)  # identical token ids to prefloop's
     chosen, rejected = [], []
     for g in encoded:

@@ -1,7 +1,8 @@
 // The ranking page: type-the-order keyboard, drag (SortableJS, by the handle), rank selects that move the
 // others (ties only on purpose), a draft per assignment in localStorage, timers, heartbeats, the untouched-
 // order guard, errors on the cards, and the "saved" announcement. No inline code (CSP); re-initialised
-// after every htmx swap of #task.
+// after every htmx swap of #task. Pairwise projects (data-mode="pairwise") show two answers and a 7-point
+// preference scale instead (keys 1–7); the edit page (data-edit) reopens a submitted ranking in its order.
 //
 // The ranking lives in the DOM: the order of #cards > .card, and the class "tied" on a card that shares
 // the rank of the card above it. Every change goes through commit(), which renumbers the selects, keeps
@@ -19,6 +20,8 @@
   function byLetter(letter) { return $('#cards > .card[data-letter="' + letter + '"]'); }
   function csrf() { var m = $('meta[name="csrf-token"]'); return m ? m.getAttribute("content") : ""; }
   function store() { try { return window.localStorage; } catch (e) { return null; } }
+  // The draft and state key of a task page: the edit page of a ranking keeps its own draft.
+  function taskId(task) { return task && task.dataset.assignment ? (task.dataset.edit ? "edit-" : "") + task.dataset.assignment : ""; }
 
   function announce(text) {
     var live = $("#announce");
@@ -46,7 +49,10 @@
       g.forEach(function (card, j) { list.appendChild(card); card.classList.toggle("tied", j > 0); });
     });
     gs.forEach(function (g, rank) {
-      g.forEach(function (card) { card.querySelector("select.rank").value = String(rank + 1); });
+      g.forEach(function (card) {
+        var select = card.querySelector("select.rank");
+        if (select) { select.value = String(rank + 1); }
+      });
     });
   }
   function commit(gs, message, fromTyping) {
@@ -140,6 +146,16 @@
     if (box) { box.textContent = state && state.typed.length ? "Typed: " + state.typed.join(" ") : ""; }
   }
 
+  // ---- pairwise: one choice on the 7-point scale -------------------------------------------------
+  function choose(key) {
+    var radio = $('#task-form input[name="preference"][data-key="' + key + '"]');
+    if (!radio) { return; }
+    radio.checked = true;
+    state.ordered = true;
+    saveDraft();
+    announce("Chosen: " + radio.parentNode.textContent.replace(/^\s*\d\s*/, "").trim() + ".");
+  }
+
   // ---- the draft ---------------------------------------------------------------------------------
   function draftKey() { return state ? DRAFT + state.id : null; }
   function readDraft(id) {
@@ -155,6 +171,7 @@
       tied: cards().filter(function (c) { return c.classList.contains("tied"); }).map(function (c) { return c.dataset.letter; }),
       flags: {}, likert: {}, wallMs: Date.now() - state.start, activeMs: activeSeconds() * 1000,
       rationale: (form.querySelector('textarea[name="rationale"]') || {}).value || "",
+      preference: (form.querySelector('input[name="preference"]:checked') || {}).value || null,
       demonstration: (form.querySelector('textarea[name="demonstration"]') || {}).value || "" };
     cards().forEach(function (card) {
       var l = card.dataset.letter;
@@ -185,7 +202,7 @@
   function restoreDraft(draft) {
     var form = $("#task-form");
     var known = draft.order.filter(function (l) { return byLetter(l); });
-    if (known.length === cards().length) {
+    if (known.length === cards().length && !state.pairwise) {
       var gs = [];
       known.forEach(function (l, i) {
         if (i > 0 && draft.tied.indexOf(l) >= 0) { gs[gs.length - 1].push(byLetter(l)); } else { gs.push([byLetter(l)]); }
@@ -202,6 +219,7 @@
     if (r) { r.value = draft.rationale || ""; }
     var d = form.querySelector('textarea[name="demonstration"]');
     if (d) { d.value = draft.demonstration || ""; }
+    $$('input[name="preference"]', form).forEach(function (radio) { radio.checked = radio.value === draft.preference; });
     state.ordered = !!draft.ordered;
     state.typed = draft.typed || [];
     state.base = draft.base || null;
@@ -288,7 +306,8 @@
     form.querySelector('input[name="active_seconds"]').value = activeSeconds().toFixed(1);
   }
   function heartbeat(task) {
-    if (document.visibilityState !== "visible") { return; } // an idle hidden tab lets the lease run out
+    // An idle hidden tab lets the lease run out; the edit page of a submitted ranking holds no lease.
+    if (document.visibilityState !== "visible" || !task.dataset.heartbeatUrl) { return; }
     fetch(task.dataset.heartbeatUrl, { method: "POST", headers: { "X-CSRF-Token": csrf() }, credentials: "same-origin" })
       .then(function (r) {
         if (r.status === 409 || r.status === 404) {
@@ -311,15 +330,17 @@
     }
     if (!task || !task.dataset.assignment) { stop(); return; }
     markErrors();
-    if (state && state.id === task.dataset.assignment && task.dataset.ready) { return; }
-    var swapped = !!state && state.id !== task.dataset.assignment; // the next task replaced the last one
+    if (state && state.id === taskId(task) && task.dataset.ready) { return; }
+    var swapped = !!state && state.id !== taskId(task); // the next task replaced the last one
     stop();
     task.dataset.ready = "1";
     pruneDrafts();
-    state = { id: task.dataset.assignment, start: Date.now(), active: 0, typed: [], base: null,
-      visibleSince: document.visibilityState === "visible" ? Date.now() : null, ordered: false };
+    state = { id: taskId(task), start: Date.now(), active: 0, typed: [], base: null,
+      visibleSince: document.visibilityState === "visible" ? Date.now() : null,
+      pairwise: task.dataset.mode === "pairwise",
+      ordered: !!task.dataset.edit }; // the edit page opens in the stored order: keeping it is a choice
     var s = store(), remembered = s ? s.getItem(layoutKey()) : null;
-    if (remembered) { setLayout(remembered === "side-by-side", false); }
+    if (remembered && !state.pairwise) { setLayout(remembered === "side-by-side", false); }
     var draft = readDraft(state.id);
     if (draft && draft.order) { restoreDraft(draft); }
     cards().forEach(function (card) { refreshMeta(card); refreshClamp(card); });
@@ -332,7 +353,7 @@
     var every = parseInt(task.dataset.heartbeatSeconds || "60", 10) * 1000;
     state.beat = setInterval(function () { heartbeat(task); }, every);
     var list = $("#cards", task);
-    if (list && window.Sortable) {
+    if (list && window.Sortable && $(".drag-handle", list)) {
       var before = null;
       window.Sortable.create(list, {
         handle: ".drag-handle", animation: 120, forceFallback: true, // pointer events: same on mouse, touch, tests
@@ -418,7 +439,7 @@
     var submitter = event.detail.triggeringEvent && event.detail.triggeringEvent.submitter;
     var notRankable = (submitter && submitter.name === "not_rankable") || state.notRankable;
     state.notRankable = false;
-    if (state.ordered || notRankable) { return; }
+    if (state.ordered || notRankable || state.pairwise) { return; } // pairwise: the server asks for a choice
     event.preventDefault();
     if (window.confirm("You have not changed the initial order. Submit it as your ranking?")) {
       event.detail.issueRequest(true);
@@ -454,7 +475,7 @@
     var status = event.detail.xhr.status, source = event.detail.requestConfig && event.detail.requestConfig.elt;
     if (source && source.id === "task-form") {
       var task = $("#task");
-      if ((status === 200 || status === 409) && task) { dropDraft(task.dataset.assignment); } // stored, or gone
+      if ((status === 200 || status === 409) && task) { dropDraft(taskId(task)); } // stored, or gone
       if (status === 400 || status === 422) { announce("Not saved: see the problems next to Submit."); }
     }
     if (status === 409) { event.detail.shouldSwap = true; event.detail.isError = false; }
@@ -465,12 +486,12 @@
   });
   document.addEventListener("keydown", function (event) {
     var current = $("#task");
-    if (current && current.dataset.assignment && (!state || state.id !== current.dataset.assignment)) {
+    if (current && current.dataset.assignment && (!state || state.id !== taskId(current))) {
       init(); // a key pressed between the swap and htmx's settle belongs to the new task
     }
     if (!$("#task-form") || !state || event.ctrlKey || event.metaKey || event.altKey) { return; }
     var target = event.target;
-    var typing = target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
+    var typing = (target instanceof HTMLInputElement && target.type !== "radio") || target instanceof HTMLTextAreaElement ||
       target instanceof HTMLSelectElement || target.isContentEditable;
     if (typing || ($("#help-dialog") && $("#help-dialog").open)) { return; }
     var card = target.closest ? target.closest("#cards > .card") : null;
@@ -478,6 +499,14 @@
     var control = target instanceof HTMLButtonElement || target instanceof HTMLAnchorElement ||
       (target.tagName === "SUMMARY");
     var letter = key.length === 1 ? key.toUpperCase() : "";
+    if (state.pairwise) { // two answers, one choice: 1–7 choose, Enter submits; arrows stay the radios' own
+      if (/^[1-7]$/.test(key)) { choose(key); event.preventDefault(); }
+      else if (key === "Enter" && !control) { $("#task-form").requestSubmit(); event.preventDefault(); }
+      else if (key === "s" && $("#skip")) { $("#skip").open = true; $('#skip input[name="reason"]').focus(); event.preventDefault(); }
+      else if (key === "?") { $("#help-dialog").showModal(); event.preventDefault(); }
+      return;
+    }
+    if (target instanceof HTMLInputElement) { return; } // a radio outside pairwise mode: leave its keys alone
     if (letter && LETTERS.indexOf(letter) >= 0 && LETTERS.indexOf(letter) < list.length) {
       typeLetter(letter); event.preventDefault();
     } else if (key === "=") {

@@ -39,6 +39,7 @@ HANDLER_MODULES = {
     "train_reward_model": "worker.handlers.train_reward_model",
     "train_policy": "worker.handlers.train_policy",
     "score_prompts": "worker.handlers.score_prompts",
+    "train_sft": "worker.handlers.train_sft",
 }
 
 

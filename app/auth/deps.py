@@ -56,8 +56,10 @@ def _resolve(request: Request, db: Session) -> User | None:
     user: User | None = None
     method: str | None = None
     authorization = request.headers.get("authorization", "")
+    scope = None
     if authorization.lower().startswith("bearer "):
-        user = service.user_for_token(db, authorization[7:].strip())
+        access = service.token_access(db, authorization[7:].strip())
+        user, scope = (access.user, access.scope) if access else (None, None)
         method = "token" if user else "bad-token"
     elif SESSION_COOKIE in request.cookies:
         user = service.user_for_session(db, request.cookies[SESSION_COOKIE])
@@ -65,7 +67,16 @@ def _resolve(request: Request, db: Session) -> User | None:
     request.state.user = user
     request.state.viewer = Viewer(user.id, user.email, user.display_name, user.role) if user else None
     request.state.auth_method = method
+    request.state.token_scope = scope
     return user
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _check_scope(request: Request) -> None:
+    if getattr(request.state, "token_scope", None) == "read" and request.method not in _READ_METHODS:
+        raise HTTPException(status_code=403, detail="This API token is read-only; use a token with full scope.")
 
 
 def optional_user(request: Request, db: DbSession) -> User | None:
@@ -82,6 +93,7 @@ async def require_user(request: Request, user: MaybeUser) -> User:
         raise LoginRequired
     if request.state.auth_method == "session":
         await verify_csrf(request)
+    _check_scope(request)
     return user
 
 
@@ -101,6 +113,7 @@ async def api_user(request: Request, user: MaybeUser) -> User:
         )
     if request.state.auth_method == "session":
         await verify_csrf(request)
+    _check_scope(request)
     return user
 
 

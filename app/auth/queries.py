@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import ApiToken, LoginAttempt, User, UserSession
@@ -60,3 +60,13 @@ def login_attempt(db: Session, email: str) -> LoginAttempt | None:
 
 def clear_login_attempts(db: Session, email: str) -> None:
     db.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+
+
+def delete_stale_login_attempts(db: Session, window_started_before: datetime, now: datetime) -> None:
+    """Forget failure counts whose window began before `window_started_before` and that lock nothing now."""
+    db.execute(
+        delete(LoginAttempt).where(
+            LoginAttempt.window_started_at < window_started_before,
+            or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= now),
+        )
+    )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth import service
 from app.auth.deps import SESSION_COOKIE, DbSession, MaybeUser
+from app.auth.throttle import LoginThrottle, retry_after_header
 from app.web.csrf import verify_csrf
 from app.web.templating import render
 
@@ -33,7 +36,25 @@ def login_page(request: Request, user: MaybeUser, next: str = "/") -> Response:
     return render(request, "auth/login.html", {"next": _safe_next(next), "error": None})
 
 
-@router.post("/login", response_class=HTMLResponse)
+async def _csrf_checked(request: Request) -> None:
+    """The CSRF check as a dependency (reading a posted form is async), so the routes below can be sync."""
+    await verify_csrf(request)
+
+
+CsrfChecked = Depends(_csrf_checked)
+
+
+def _login_page(request: Request, next: str, email: str, error: str, status_code: int,
+                retry_after: float | None = None) -> Response:
+    response = render(request, "auth/login.html", {"next": _safe_next(next), "error": error, "email": email},
+                      status_code=status_code)
+    if retry_after is not None:
+        response.headers["Retry-After"] = retry_after_header(retry_after)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[CsrfChecked],
+             responses={429: {"description": "too many attempts from this address or for this account"}})
 async def login_submit(
     request: Request,
     db: DbSession,
@@ -41,24 +62,35 @@ async def login_submit(
     password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    await verify_csrf(request)
+    """Sign in. Async on purpose: admission (rate limits, a free hashing slot) is decided on the event loop
+    without a thread, and only an admitted check runs — in a worker thread, at most a few at a time — so a
+    flood of logins neither blocks the loop nor takes the thread pool that every other route runs in."""
     settings = request.app.state.settings
-    previous = request.cookies.get(SESSION_COOKIE)
-    result = service.login(
-        db,
-        email,
-        password,
-        session_hours=settings.session_hours,
-        max_failures=settings.login_max_failures,
-        lockout_minutes=settings.login_lockout_minutes,
-        user_agent=request.headers.get("user-agent", ""),
+    throttle: LoginThrottle = request.app.state.login_throttle
+    wait = throttle.admit(request.client.host if request.client else "", email.strip().lower()[:320])
+    if wait or throttle.saturated():
+        return _login_page(request, next, email, service.TOO_MANY_ATTEMPTS, 429, wait or 1.0)
+    result = await anyio.to_thread.run_sync(
+        partial(
+            service.login,
+            db,
+            email,
+            password,
+            session_hours=settings.session_hours,
+            max_failures=settings.login_max_failures,
+            lockout_minutes=settings.login_lockout_minutes,
+            user_agent=request.headers.get("user-agent", ""),
+        ),
+        limiter=throttle.hashing,
     )
     if result.session_token is None:
-        return render(
-            request, "auth/login.html", {"next": _safe_next(next), "error": result.error, "email": email}, status_code=401
-        )
+        if result.retry_after is not None:
+            return _login_page(request, next, email, result.error or "", 429, result.retry_after)
+        return _login_page(request, next, email, result.error or "", 401)
+    previous = request.cookies.get(SESSION_COOKIE)
     if previous:
-        service.logout(db, previous)  # rotation: the pre-login session id never stays valid
+        # rotation: the pre-login session id never stays valid (a quick delete, off the event loop too)
+        await anyio.to_thread.run_sync(service.logout, db, previous)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -72,9 +104,8 @@ async def login_submit(
     return response
 
 
-@router.post("/logout")
-async def logout(request: Request, db: DbSession) -> Response:
-    await verify_csrf(request)
+@router.post("/logout", dependencies=[CsrfChecked])
+def logout(request: Request, db: DbSession) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         service.logout(db, token)

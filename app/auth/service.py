@@ -13,6 +13,7 @@ from app.models import ApiToken, LoginAttempt, User, UserSession, utcnow
 from app.models.users import ROLES
 
 GENERIC_LOGIN_FAILURE = "Wrong e-mail or password, or too many attempts; wait a few minutes and try again."
+TOO_MANY_ATTEMPTS = "Too many sign-in attempts; wait a few minutes and try again."
 
 
 class AuthError(ValueError):
@@ -30,6 +31,7 @@ class LoginResult:
     user: User | None
     session_token: str | None
     error: str | None = None
+    retry_after: float | None = None  # seconds, when the address is locked out (answered with 429)
 
 
 def normalize_email(email: str) -> str:
@@ -83,6 +85,9 @@ def _throttled(attempt: LoginAttempt | None, now: datetime) -> bool:
 def _record_failure(db: Session, email: str, now: datetime, max_failures: int, lockout: timedelta) -> None:
     attempt = queries.login_attempt(db, email)
     if attempt is None:
+        # A new row per address tried: drop the ones whose window and lockout are over, so a run of invented
+        # addresses cannot grow the table beyond what the rate limits let through in one lockout period.
+        queries.delete_stale_login_attempts(db, now - lockout, now)
         queries.add(db, LoginAttempt(email=email, failures=1, window_started_at=now))
         return
     if now - attempt.window_started_at > lockout:
@@ -106,15 +111,24 @@ def login(
     """Check credentials and open a new session (a fresh token: the session id rotates at every login).
 
     Failures are recorded (and never raised) so the caller's unit of work commits the throttling state.
+    A locked-out address is answered without hashing: addresses that exist and addresses that do not lock
+    out alike, so the quick answer tells nothing about which exist, and a flood against it costs no CPU.
+
+    Call it first in its unit of work: it ends the read transaction before hashing (nothing is written by
+    then), because on SQLite an open transaction holds the database's write lock, and every other request
+    would wait for the argon2 hash.
     """
     now = utcnow()
     address = email.strip().lower()[:320]
     attempt = queries.login_attempt(db, address)
-    if _throttled(attempt, now):
-        verify_password(None, password)  # same cost as a real check
-        return LoginResult(None, None, GENERIC_LOGIN_FAILURE)
-    user = queries.user_by_email(db, address)
-    ok = verify_password(user.password_hash if user else None, password)
+    if attempt is not None and attempt.locked_until is not None and _throttled(attempt, now):
+        return LoginResult(None, None, TOO_MANY_ATTEMPTS,
+                           retry_after=(attempt.locked_until - now).total_seconds())
+    found = queries.user_by_email(db, address)
+    user_id, stored_hash = (found.id, found.password_hash) if found else (None, None)
+    db.rollback()
+    ok = verify_password(stored_hash, password)
+    user = queries.user_by_id(db, user_id) if ok and user_id is not None else None
     if not ok or user is None or not user.is_active or user.is_ai:
         _record_failure(db, address, now, max_failures, timedelta(minutes=lockout_minutes))
         return LoginResult(None, None, GENERIC_LOGIN_FAILURE)
@@ -161,26 +175,48 @@ def set_active(db: Session, user: User, active: bool) -> None:
     db.flush()
 
 
-def create_api_token(db: Session, user: User, name: str = "") -> str:
-    """A new bearer token for `user`, returned once; only its digest is stored."""
+def create_api_token(db: Session, user: User, name: str = "", *, scope: str = "full",
+                     expires_at: datetime | None = None) -> str:
+    """A new bearer token for `user`, returned once; only its digest is stored. `read` tokens only read."""
     token = new_token("pfl_")
-    queries.add(db, ApiToken(user_id=user.id, name=name[:200], token_hash=token_digest(token), prefix=token[:8]))
+    queries.add(db, ApiToken(user_id=user.id, name=name[:200], token_hash=token_digest(token), prefix=token[:8],
+                             scope=scope, expires_at=expires_at))
     return token
 
 
-def user_for_token(db: Session, token: str) -> User | None:
-    """The active user behind a bearer token, or None."""
+@dataclass(frozen=True)
+class TokenAccess:
+    """Who a bearer token acts for, and what it may do (`full`, or `read`: GET and HEAD only)."""
+
+    user: User
+    scope: str
+
+
+def token_access(db: Session, token: str) -> TokenAccess | None:
+    """The active user behind a live bearer token (not revoked, not expired) and the token's scope, or None."""
     found = queries.token_by_digest(db, token_digest(token))
     if found is None:
         return None
     api_token, user = found
+    now = utcnow()
     if api_token.revoked_at is not None or not user.is_active:
         return None
-    now = utcnow()
+    if api_token.expires_at is not None and api_token.expires_at <= now:
+        return None
     # Touch at most once a minute: a write per API call would serialise readers on SQLite.
     if api_token.last_used_at is None or now - api_token.last_used_at > timedelta(minutes=1):
         api_token.last_used_at = now
-    return user
+    return TokenAccess(user, api_token.scope)
+
+
+def user_for_token(db: Session, token: str) -> User | None:
+    """The active user behind a live bearer token, or None."""
+    access = token_access(db, token)
+    return access.user if access else None
+
+
+def find_user_by_email(db: Session, email: str) -> User | None:
+    return queries.user_by_email(db, email)
 
 
 def get_user_by_email(db: Session, email: str) -> User:

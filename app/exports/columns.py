@@ -22,7 +22,8 @@ def schema_for(kind: str, conversational: bool, margin: bool = False) -> pa.Sche
             ("chosen_model_version_id", pa.int64()), ("rejected_model_version_id", pa.int64()),
             ("chosen_model_version_name", pa.string()), ("rejected_model_version_name", pa.string()),
             ("chosen_rank", pa.int32()), ("rejected_rank", pa.int32()), ("rank_gap", pa.int32()),
-            ("source", pa.string()), ("weight", pa.float64()), ("created_at", pa.string()),
+            ("source", pa.string()), ("labeler", pa.string()), ("weight", pa.float64()),
+            ("created_at", pa.string()),
         ]
         if margin:
             fields.append(("margin", pa.float64()))
@@ -34,7 +35,8 @@ def schema_for(kind: str, conversational: bool, margin: bool = False) -> pa.Sche
             ("ranks", pa.list_(pa.int32())), ("shown_order", pa.list_(pa.int64())), ("annotator_id", pa.int64()),
             ("flags", pa.string()), ("likert", pa.string()), ("rationale", pa.string()),
             ("not_rankable", pa.bool_()), ("wall_seconds", pa.float64()), ("active_seconds", pa.float64()),
-            ("weight", pa.float64()), ("source", pa.string()), ("created_at", pa.string()),
+            ("weight", pa.float64()), ("source", pa.string()), ("labeler", pa.string()),
+            ("created_at", pa.string()),
         ]
     elif kind == "rm":
         fields = [

@@ -31,6 +31,10 @@ def register(cli: typer.Typer) -> None:
             int | None, typer.Option(help="only comparisons of completions sampled by this model version")
         ] = None,
         margin_column: Annotated[bool, typer.Option("--margin-column", help="pairs: add margin (pairwise strength 1-3, else rank_gap)")] = False,
+        flatten_chat: Annotated[bool, typer.Option(
+            "--flatten-chat", help="CSV of conversations: write each as 'role: content' turns")] = False,
+        humans_only: Annotated[bool, typer.Option(
+            "--humans-only", help="leave out the AI annotator's labels (labeler reward-model or llm-judge:…)")] = False,
         test_fraction: Annotated[float, typer.Option(help="bundle: share of prompts in the test split")] = 0.1,
         as_json: JsonFlag = False,
     ) -> None:
@@ -49,8 +53,9 @@ def register(cli: typer.Typer) -> None:
         try:
             with Session(engine) as db:
                 project_id = projects.get_by_ref(db, project).id
-                filters = service.resolve_filters(db, project_id, since, annotator, model_version)
-            options = ExportOptions(margin_column=margin_column)
+                filters = service.resolve_filters(db, project_id, since, annotator, model_version,
+                                                  humans_only=humans_only)
+            options = ExportOptions(margin_column=margin_column, flatten_chat=flatten_chat)
             if bundle is not None:
                 result = service.write_bundle(
                     engine, project_id, bundle, file_format or "parquet", test_fraction, filters, options

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from app.exports.provenance import labeler_sql
 from app.exports.schemas import ExportFilters, ExportOptions
 
 ROWS_PER_CHUNK = 1000
@@ -74,11 +75,12 @@ def pairs_sql(project_id: int, filters: ExportFilters, options: ExportOptions,
         ("rejected_rank", "c.loser_rank::text"),
         ("rank_gap", "c.rank_gap::text"),
         ("source", "to_json(c.source)::text"),
+        ("labeler", labeler_sql("coalesce(r.source, c.source)", "r.client_info")),
         ("weight", f"({_WEIGHT})::text"),
         ("created_at", _TIMESTAMP.format(column="c.created_at")),
     ]
     if options.margin_column:
-        fields.append(("margin", "c.rank_gap::text"))
+        fields.append(("margin", "coalesce(c.strength, c.rank_gap)::text"))
     where = ["c.project_id = %(project_id)s", "NOT c.is_tie"]
     params: dict[str, Any] = {"project_id": project_id}
     if filters.since is not None:
@@ -90,12 +92,15 @@ def pairs_sql(project_id: int, filters: ExportFilters, options: ExportOptions,
     if filters.model_version_id is not None:
         where.append("w.model_version_id = %(version)s AND l.model_version_id = %(version)s")
         params["version"] = filters.model_version_id
+    if filters.humans_only:
+        where.append("(r.source IS NULL OR r.source <> 'ai')")
     # Lines travel in chunks of up to ROWS_PER_CHUNK (by id range, so no sort of the whole result):
     # Python's per-message overhead is paid per chunk, not per row.
     query = (
         f"SELECT string_agg({_json_object(fields)}, E'\\n' ORDER BY c.id) || E'\\n' "
         "FROM comparisons c "
         "JOIN prompts p ON p.id = c.prompt_id "
+        "LEFT JOIN rankings r ON r.id = c.ranking_id "
         "JOIN completions w ON w.id = c.winner_id "
         "JOIN completions l ON l.id = c.loser_id "
         "LEFT JOIN model_versions wv ON wv.id = w.model_version_id "

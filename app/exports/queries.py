@@ -58,7 +58,8 @@ def pairs_query(project_id: int, filters: ExportFilters) -> AnySelect:
 
     Columns: id, prompt_id, ranking_id, annotator_id, winner_rank, loser_rank, rank_gap, source, weight,
     created_at, prompt text, prompt messages (JSON text), system, chosen text, rejected text, chosen and
-    rejected completion ids, their model version ids and names (None when imported without a version).
+    rejected completion ids, their model version ids and names (None when imported without a version), and
+    the pairwise preference strength (None for pairs from rankings).
     """
     winner, loser = aliased(Completion), aliased(Completion)
     winner_version, loser_version = aliased(ModelVersion), aliased(ModelVersion)
@@ -68,9 +69,10 @@ def pairs_query(project_id: int, filters: ExportFilters) -> AnySelect:
             c.id, c.prompt_id, c.ranking_id, c.annotator_id, c.winner_rank, c.loser_rank, c.rank_gap,
             c.source, c.weight, c.created_at, *_PROMPT_COLUMNS, winner.text, loser.text,
             c.winner_id, c.loser_id, winner.model_version_id, loser.model_version_id,
-            winner_version.name, loser_version.name,
+            winner_version.name, loser_version.name, c.strength, Ranking.source, Ranking.client_info,
         )
         .join(Prompt, Prompt.id == c.prompt_id)
+        .outerjoin(Ranking, Ranking.id == c.ranking_id)
         .join(winner, winner.id == c.winner_id)
         .join(loser, loser.id == c.loser_id)
         .outerjoin(winner_version, winner_version.id == winner.model_version_id)
@@ -86,6 +88,8 @@ def pairs_query(project_id: int, filters: ExportFilters) -> AnySelect:
         query = query.where(
             and_(winner.model_version_id == filters.model_version_id, loser.model_version_id == filters.model_version_id)
         )
+    if filters.humans_only:
+        query = query.where(or_(Ranking.source.is_(None), Ranking.source != "ai"))
     return query
 
 
@@ -100,7 +104,7 @@ def rankings_query(project_id: int, filters: ExportFilters, *, demonstrations_on
         select(
             r.id, r.prompt_id, r.annotator_id, r.ranks, r.shown_order, r.flags, r.likert, r.rationale,
             r.not_rankable, r.wall_seconds, r.active_seconds, r.weight, r.source, r.created_at, r.demonstration,
-            *_PROMPT_COLUMNS,
+            *_PROMPT_COLUMNS, r.client_info,
         )
         .join(Prompt, Prompt.id == r.prompt_id)
         .where(r.project_id == project_id)
@@ -112,6 +116,8 @@ def rankings_query(project_id: int, filters: ExportFilters, *, demonstrations_on
         query = query.where(r.created_at >= filters.since)
     if filters.annotator_id is not None:
         query = query.where(r.annotator_id == filters.annotator_id)
+    if filters.humans_only:
+        query = query.where(r.source != "ai")
     return query
 
 

@@ -24,6 +24,7 @@ from app.exports.schemas import (
 )
 from app.models import Project
 from app.projects import service as projects
+from app.web.paths import Id
 from app.web.templating import render
 
 router = APIRouter(tags=["exports"])
@@ -43,13 +44,18 @@ def _download(request: Request, db: Session, project_id: int, query: ExportQuery
         if model_version and not model_version.strip().isdigit():
             raise service.ExportError("model_version must be a model version id")
         version = int(model_version) if model_version else None
-        filters = service.resolve_filters(db, project.id, query.since, query.annotator, version)
+        filters = service.resolve_filters(db, project.id, query.since, query.annotator, version,
+                                          humans_only=query.humans_only)
     except service.ExportError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
     engine = request.app.state.engine
     kind, fmt = query.kind, query.format
-    body = service.stream_export(engine, project.id, kind, fmt, filters,
-                                 ExportOptions(margin_column=query.margin_column))
+    options = ExportOptions(margin_column=query.margin_column, flatten_chat=query.flatten_chat)
+    try:
+        service.ensure_exportable(engine, project.id, kind, fmt, options)  # before the first byte is sent
+    except service.ExportError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    body = service.stream_export(engine, project.id, kind, fmt, filters, options)
     file_name = f"prefloop-project-{project.id}-{kind}.{EXTENSIONS[fmt]}"
     return StreamingResponse(
         body,
@@ -62,19 +68,19 @@ def _download(request: Request, db: Session, project_id: int, query: ExportQuery
 
 
 @router.get("/projects/{project_id}/export", response_class=HTMLResponse)
-def export_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+def export_page(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
     project = _project(db, project_id)
     return render(request, "exports/page.html", {"project": project, "kinds": KINDS, "formats": FORMATS})
 
 
 @router.get("/projects/{project_id}/export/download")
-def export_download(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
+def export_download(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin,
                     query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
     return _download(request, db, project_id, query)
 
 
 @router.get("/api/projects/{project_id}/export")
-def api_export(request: Request, project_id: int, db: DbSession, _admin: ApiAdmin,
+def api_export(request: Request, project_id: Id, db: DbSession, _admin: ApiAdmin,
                query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
     """Stream one export (kind × format) of the project, from one snapshot."""
     return _download(request, db, project_id, query)

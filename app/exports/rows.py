@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from app.exports import queries
+from app.exports.provenance import labeler
 from app.exports.schemas import ExportFilters, ExportOptions
 
 Message = dict[str, str]
@@ -54,6 +55,30 @@ class PromptShaper:
         return [{"role": "assistant", "content": text}] if self.conversational else text
 
 
+class FlatChatShaper(PromptShaper):
+    """Conversations as plain text, one "role: content" turn per paragraph (CSV with --flatten-chat)."""
+
+    def __init__(self) -> None:
+        super().__init__(conversational=True)
+
+    def __call__(self, prompt_id: int, text: str | None, messages: str | None, system: str | None) -> Any:
+        chat = super().__call__(prompt_id, text, messages, system)
+        return "\n\n".join(f"{m.get('role')}: {m.get('content')}" for m in chat)
+
+    def answer(self, text: str) -> Any:
+        return text
+
+
+def _json(value: Any) -> dict[str, Any] | None:
+    """A JSON column as read through a Core query: already a dict, or its text on some drivers."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
 def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
           options: ExportOptions) -> Iterator[dict[str, Any]]:
     """One row per non-tied comparison, in TRL's preference format plus provenance columns."""
@@ -61,7 +86,8 @@ def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: Pro
     margin = options.margin_column
     for (cid, prompt_id, ranking_id, annotator_id, winner_rank, loser_rank, rank_gap, source, weight, created_at,
          text, messages, system, chosen, rejected, chosen_id, rejected_id, chosen_version, rejected_version,
-         chosen_version_name, rejected_version_name) in queries.stream(conn, queries.pairs_query(project_id, filters)):
+         chosen_version_name, rejected_version_name, strength, ranking_source, client_info) in queries.stream(conn,
+                                                                                 queries.pairs_query(project_id, filters)):
         row = {
             "prompt": shaper(prompt_id, text, messages, system),
             "chosen": answer(chosen),
@@ -80,11 +106,12 @@ def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: Pro
             "rejected_rank": loser_rank,
             "rank_gap": rank_gap,
             "source": source,
+            "labeler": labeler(ranking_source or source, _json(client_info)),
             "weight": weight,
             "created_at": timestamp(created_at),
         }
-        if margin:
-            row["margin"] = rank_gap
+        if margin:  # a pairwise choice's strength (1 slightly … 3 much better); a ranking's rank gap
+            row["margin"] = rank_gap if strength is None else strength
         yield row
 
 
@@ -133,6 +160,7 @@ def rankings(conn: Connection, project_id: int, filters: ExportFilters, shaper: 
                 "active_seconds": r.active_seconds,
                 "weight": r.weight,
                 "source": r.source,
+                "labeler": labeler(r.source, _json(r.client_info)),
                 "created_at": timestamp(r.created_at),
             }
 

@@ -27,13 +27,19 @@ class ExportFilters:
     since: datetime | None = None
     annotator_id: int | None = None
     model_version_id: int | None = None
+    # Leave out what the AI annotator labelled (labeler reward-model / llm-judge:…); imported labels stay.
+    humans_only: bool = False
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """Shape options: `margin_column` adds `margin` (= rank_gap) to pairs."""
+    """Shape options: `margin_column` adds `margin` to pairs: the preference strength of a pairwise choice
+    (1 slightly, 2 better, 3 much better), the rank gap of a pair from a ranking. Off by default, so the
+    default export stays TRL's plain preference format."""
 
     margin_column: bool = False
+    # CSV of a conversational project: write each conversation as "role: content" turns instead of refusing.
+    flatten_chat: bool = False
 
 
 class ExportQuery(BaseModel):
@@ -45,3 +51,7 @@ class ExportQuery(BaseModel):
     annotator: str | None = Field(default=None, max_length=320, description="email or user id")
     model_version: str | None = Field(default=None, max_length=20, description="model version id")
     margin_column: bool = False
+    humans_only: bool = Field(default=False, description="leave out the AI annotator's labels (labeler "
+                                                          "reward-model or llm-judge:…)")
+    flatten_chat: bool = Field(default=False, description="CSV of a conversational project: write each "
+                                                           "conversation as 'role: content' turns")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.auth import service as auth
 from app.exports import pg_copy, queries
 from app.exports.columns import schema_for
-from app.exports.rows import BUILDERS, PromptShaper
+from app.exports.rows import BUILDERS, FlatChatShaper, PromptShaper
 from app.exports.schemas import FORMATS, KINDS, ExportFilters, ExportOptions
 from app.exports.writers import ChunkSink, Sink, Writer, make_writer
 
@@ -53,7 +53,8 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def resolve_filters(
-    db: Session, project_id: int, since: str | None, annotator: str | None, model_version: int | None
+    db: Session, project_id: int, since: str | None, annotator: str | None, model_version: int | None,
+    *, humans_only: bool = False,
 ) -> ExportFilters:
     """Filters from user input: the annotator by id or email; the model version must belong to the project."""
     annotator_id: int | None = None
@@ -67,7 +68,8 @@ def resolve_filters(
                 raise ExportError(f"annotator {annotator!r} not found") from exc
     if model_version is not None and not queries.model_version_in_project(db.connection(), project_id, model_version):
         raise ExportError(f"model version {model_version} not found in this project")
-    return ExportFilters(since=parse_since(since), annotator_id=annotator_id, model_version_id=model_version)
+    return ExportFilters(since=parse_since(since), annotator_id=annotator_id, model_version_id=model_version,
+                         humans_only=humans_only)
 
 
 def _check(kind: str, fmt: str) -> None:
@@ -78,8 +80,28 @@ def _check(kind: str, fmt: str) -> None:
 
 
 def _rows(conn: Connection, project_id: int, kind: str, filters: ExportFilters,
-          options: ExportOptions, conversational: bool) -> Iterator[dict[str, Any]]:
-    return BUILDERS[kind](conn, project_id, filters, PromptShaper(conversational), options)
+          options: ExportOptions, conversational: bool, flat: bool = False) -> Iterator[dict[str, Any]]:
+    shaper = FlatChatShaper() if flat else PromptShaper(conversational)
+    return BUILDERS[kind](conn, project_id, filters, shaper, options)
+
+
+def check_shape(conn: Connection, project_id: int, fmt: str, options: ExportOptions) -> tuple[bool, bool]:
+    """(conversational, flattened): refuses CSV of conversations unless they are to be flattened (JSON text
+    in a CSV cell is what a trainer would read as a plain-text prompt)."""
+    conversational = queries.has_conversational_prompts(conn, project_id)
+    if conversational and fmt == "csv" and not options.flatten_chat:
+        raise ExportError("this project's prompts are conversations, which CSV can only carry as JSON text that "
+                          "trainers read as plain text: export jsonl or parquet (TRL's conversational format), or "
+                          "ask for --flatten-chat to write each conversation as 'role: content' turns")
+    flat = conversational and fmt == "csv" and options.flatten_chat
+    return conversational and not flat, flat
+
+
+def ensure_exportable(engine: Engine, project_id: int, kind: str, fmt: str, options: ExportOptions) -> None:
+    """Every check an export makes before its first byte, for callers that stream (HTTP)."""
+    _check(kind, fmt)
+    with queries.snapshot(engine) as conn:
+        check_shape(conn, project_id, fmt, options)
 
 
 class _CopiedLines:
@@ -102,13 +124,13 @@ def _write_copied(conn: Connection, project_id: int, filters: ExportFilters, opt
 def _write(conn: Connection, project_id: int, kind: str, filters: ExportFilters, options: ExportOptions,
            sink: Sink, fmt: str, *, fast: bool = True) -> Iterator[Writer | _CopiedLines]:
     """Feed a new writer batch by batch, yielding it after each batch so a caller can drain its sink."""
-    conversational = queries.has_conversational_prompts(conn, project_id)
+    conversational, flat = check_shape(conn, project_id, fmt, options)
     if fast and kind == "pairs" and fmt == "jsonl" and conn.dialect.name == "postgresql":
         yield from _write_copied(conn, project_id, filters, options, sink, conversational)
         return
     writer = make_writer(fmt, sink, schema_for(kind, conversational, options.margin_column))
     batch: list[dict[str, Any]] = []
-    for row in _rows(conn, project_id, kind, filters, options, conversational):
+    for row in _rows(conn, project_id, kind, filters, options, conversational, flat):
         batch.append(row)
         if len(batch) >= BATCH_ROWS:
             writer.write_rows(batch)
@@ -132,6 +154,12 @@ def export_to_sink(engine: Engine, project_id: int, kind: str, fmt: str, sink: S
     return rows
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def export_to_file(engine: Engine, project_id: int, kind: str, fmt: str, path: Path,
                    filters: ExportFilters | None = None, options: ExportOptions | None = None) -> int:
     """Write an export to `path` atomically: a temporary file beside it, renamed only once complete."""
@@ -141,6 +169,7 @@ def export_to_file(engine: Engine, project_id: int, kind: str, fmt: str, path: P
         with os.fdopen(fd, "wb") as handle:
             rows = export_to_sink(engine, project_id, kind, fmt, handle, filters, options)
             handle.flush()
+            os.chmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp makes it 0600; a finished export is a normal file
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

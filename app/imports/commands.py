@@ -62,7 +62,8 @@ def register(cli: typer.Typer) -> None:
             emit(data, as_json, (
                 f"imported {file.name} ({outcome.file_format}): {c['prompts_added']} prompt(s) added, "
                 f"{c['prompts_skipped']} already present, {c['completions_added']} completion(s), "
-                f"{c['rankings_added']} ranking(s), {c['comparisons_added']} comparison(s)"
+                f"{c['rankings_added']} ranking(s), {c['comparisons_added']} comparison(s), "
+                f"{c.get('demonstrations_added', 0)} demonstration(s)"
             ) + "".join(f"\nnote: {note}" for note in outcome.notes))
             return
         lines = [f"line {i.line}, {i.field}: {i.reason}" for i in outcome.issues]

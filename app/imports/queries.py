@@ -27,6 +27,30 @@ def existing_external_ids(db: Session, project_id: int, external_ids: Iterable[s
     return found
 
 
+def prompt_ids_by_external_id(db: Session, project_id: int, external_ids: Iterable[str]) -> dict[str, int]:
+    """The ids of the project's prompts with these external ids."""
+    wanted = list(external_ids)
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        stmt = select(Prompt.external_id, Prompt.id).where(
+            Prompt.project_id == project_id, Prompt.external_id.in_(wanted[start : start + _CHUNK]))
+        found.update((str(e), int(i)) for e, i in db.execute(stmt))
+    return found
+
+
+def prompt_ids_by_content_hash(db: Session, project_id: int, hashes: Iterable[str]) -> dict[str, int]:
+    """The oldest prompt of the project with each of these content hashes (regular prompts only)."""
+    wanted = sorted(set(hashes))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        stmt = (select(Prompt.content_hash, Prompt.id)
+                .where(Prompt.project_id == project_id, Prompt.is_gold.is_(False),
+                       Prompt.content_hash.in_(wanted[start : start + _CHUNK]))
+                .order_by(Prompt.id.desc()))
+        found.update((str(h), int(i)) for h, i in db.execute(stmt))  # the oldest is written last
+    return found
+
+
 def _insert_returning_ids(db: Session, table: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
     # insertmanyvalues batches these into multi-row INSERT … RETURNING on both dialects, in parameter order.
     ids: list[int] = []

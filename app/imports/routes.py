@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from pydantic import Field as PydanticField
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
-from app.imports import service
+from app.imports import preview, service
 from app.imports.schemas import ImportOptions, ImportOutcome
 from app.imports.service import run_import
 from app.models import Project, User
 from app.projects import service as projects
+from app.web.paths import Id
 from app.web.templating import render
 
 router = APIRouter(tags=["imports"])
@@ -46,15 +48,28 @@ def _import(db: Session, project: Project, upload: UploadFile, options: ImportOp
 
 
 @router.get("/projects/{project_id}/import", response_class=HTMLResponse)
-def import_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+def import_page(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
     project = projects.get(db, project_id)
     return render(request, "imports/upload.html", _page(db, project, None, None, {}))
+
+
+@router.post("/projects/{project_id}/import/preview", response_class=HTMLResponse)
+async def upload_preview(
+    request: Request,
+    project_id: Id,
+    _admin: CurrentAdmin,
+    file: Annotated[UploadFile, File()],
+) -> Response:
+    """The first rows of the chosen file and a guessed column mapping (the page sends the file's first bytes)."""
+    head = await file.read(preview.PREVIEW_BYTES)
+    shown = await run_in_threadpool(preview.preview, head, service.safe_file_name(file.filename))
+    return render(request, "imports/_preview.html", {"preview": shown, "project_id": project_id})
 
 
 @router.post("/projects/{project_id}/import", response_class=HTMLResponse)
 def upload(
     request: Request,
-    project_id: int,
+    project_id: Id,
     db: DbSession,
     admin: CurrentAdmin,
     fields: Annotated[ImportFields, Form()],
@@ -72,7 +87,12 @@ def upload(
                       status_code=400)
     outcome = _import(db, project, file, options, admin)
     status = 200 if outcome.ok else 400
-    return render(request, "imports/upload.html", _page(db, project, outcome, None, values), status_code=status)
+    context = _page(db, project, outcome, None, values)
+    if not outcome.ok:
+        file.file.seek(0)
+        columns = preview.preview(file.file.read(preview.PREVIEW_BYTES), outcome.file_name).columns
+        context["groups"] = preview.group_issues(outcome.issues, columns)
+    return render(request, "imports/upload.html", context, status_code=status)
 
 
 def _page(
@@ -91,7 +111,7 @@ def _page(
 
 @router.post("/api/projects/{project_id}/imports")
 def api_import(
-    project_id: int,
+    project_id: Id,
     db: DbSession,
     admin: ApiAdmin,
     file: Annotated[UploadFile, File()],

@@ -86,7 +86,8 @@ class RankingIn:
 
 @dataclass(slots=True)
 class PromptIn:
-    """A validated prompt with its completions and (for preference files) the imported rankings of them."""
+    """A validated prompt with its completions, (for preference files) the imported rankings of them, and
+    (for prompt-completion files) its demonstrations."""
 
     line: int
     external_id: str
@@ -98,6 +99,8 @@ class PromptIn:
     completions: list[CompletionIn]
     rankings: list[RankingIn] = field(default_factory=list)
     id_given: bool = False
+    # Ideal answers for the prompt (SFT training data), stored as demonstrations, not as candidates.
+    demonstrations: list[str] = field(default_factory=list)
 
     @property
     def ranked(self) -> bool:

@@ -4,7 +4,8 @@ The whole file is read and validated before the first INSERT, so a bad file leav
 untouched and the report lists every problem. A failed import is recorded as an `imports` row with
 status `failed` and its errors (the only write of that unit of work); a successful one as `succeeded`
 with its counts. Prompts already in the project (same external id: the given `id`, else the content
-hash) are skipped, which makes re-importing a file a no-op.
+hash) are skipped, which makes re-importing a file a no-op; a skipped prompt still gets the file's
+demonstrations it does not have yet (app.demonstrations).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
+from app.demonstrations import service as demonstrations
+from app.demonstrations.service import ImportedDemonstration
 from app.imports import dialects, queries
 from app.imports.parsers import detect_format, iter_records
 from app.imports.schemas import (
@@ -137,7 +140,7 @@ def _records(source: BinaryIO, fmt: FileFormat, options: ImportOptions,
     for item in iter_records(source, fmt, options):
         if renames and isinstance(item, RawRecord):
             item = RawRecord(item.line, {renames.get(k, k): v for k, v in item.data.items()}, item.tabular)
-        translation = dialects.translate(item) if isinstance(item, RawRecord) and not item.tabular else None
+        translation = dialects.translate(item) if isinstance(item, RawRecord) else None
         if translation is None:
             yield item
             continue
@@ -176,12 +179,19 @@ def _validate_all(
             prompts[result.external_id] = result
         elif result.ranked and earlier.ranked and not result.id_given:
             _merge_rankings(earlier, result)
+        elif _only_demonstrations(result) and earlier.demonstrations and not result.id_given:
+            earlier.demonstrations += [d for d in result.demonstrations if d not in earlier.demonstrations]
         elif result.id_given:
             report([ImportIssue(result.line, "id", f"duplicate id {result.external_id!r} (first on line {earlier.line})")])
         else:
             report([ImportIssue(result.line, "prompt", f"duplicate prompt: same content as line {earlier.line}; "
                                                         "give each record a distinct `id` to keep both")])
     return list(prompts.values()), issues, count
+
+
+def _only_demonstrations(prompt: PromptIn) -> bool:
+    # A prompt-completion file (the `sft` export) repeats a prompt once per demonstration.
+    return bool(prompt.demonstrations) and not prompt.completions and not prompt.rankings
 
 
 def _merge_rankings(into: PromptIn, other: PromptIn) -> None:
@@ -201,7 +211,8 @@ def _merge_rankings(into: PromptIn, other: PromptIn) -> None:
 
 def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: int) -> dict[str, int]:
     existing = queries.existing_external_ids(db, project.id, (p.external_id for p in prompts))
-    new = [p for p in prompts if p.external_id not in existing]
+    joined = _prompts_joined(db, project.id, prompts, existing)
+    new = [p for p in prompts if p.external_id not in existing and p.external_id not in joined]
     now = utcnow()
     prompt_ids = queries.insert_prompts(
         db,
@@ -240,6 +251,10 @@ def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: i
             )
     completion_ids = queries.insert_completions(db, completion_rows)
     rankings, comparisons = _insert_rankings(db, project, new, prompt_ids, completion_ids, import_id)
+    # A skipped prompt still gets the file's demonstrations it lacks; the same text is never stored twice.
+    wanted = [ImportedDemonstration(pid, text) for pid, p in zip(prompt_ids, new, strict=True) for text in p.demonstrations]
+    wanted += [ImportedDemonstration(joined[p.external_id], text) for p in prompts if p.external_id in joined
+               for text in p.demonstrations]
     counts = {
         "records": len(prompts),
         "prompts_added": len(new),
@@ -247,10 +262,22 @@ def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: i
         "completions_added": len(completion_ids),
         "rankings_added": rankings,
         "comparisons_added": comparisons,
+        "demonstrations_added": demonstrations.add_imported(db, wanted, import_id),
     }
     if prompt_ids:
         counts["slots_created"] = slots.ensure_slots(db, project, prompt_ids)
     return counts
+
+
+def _prompts_joined(db: Session, project_id: int, prompts: list[PromptIn], existing: set[str]) -> dict[str, int]:
+    """The project's prompt (by external id of the record) that a record's demonstrations go to instead of a new
+    prompt: the one with the same external id, or, for a record of demonstrations only and without `id`, the
+    one with the same content (the `sft` export read back into its project carries no ids of its own)."""
+    by_id = queries.prompt_ids_by_external_id(
+        db, project_id, [p.external_id for p in prompts if p.external_id in existing and p.demonstrations])
+    loose = [p for p in prompts if p.external_id not in existing and _only_demonstrations(p) and not p.id_given]
+    by_text = queries.prompt_ids_by_content_hash(db, project_id, [p.content_hash for p in loose])
+    return {**by_id, **{p.external_id: by_text[p.content_hash] for p in loose if p.content_hash in by_text}}
 
 
 def _insert_rankings(

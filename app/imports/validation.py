@@ -30,7 +30,7 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 _MAX_NUMBER_CHARS = 300
 _NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _RESERVED = {"id", "prompt", "messages", "system", "metadata", "completions", "completion", "chosen", "rejected",
-             "rankings"}
+             "rankings", "demonstrations"}
 MAX_RATIONALE_CHARS = 20_000
 
 
@@ -76,6 +76,7 @@ def normalize(raw: RawRecord, rules: Rules) -> PromptIn | list[ImportIssue]:
             "(give more, none, or allow fewer than k_min in the project settings)",
         )
     rankings = _rankings_of(data.get("rankings"), len(completions), issues)
+    demonstrations = _demonstrations_of(data.get("demonstrations"), issues)
     meta = _metadata_of(data, raw.tabular, issues)
     external_id, id_given = _external_id(data, issues)
     if issues:
@@ -85,7 +86,22 @@ def normalize(raw: RawRecord, rules: Rules) -> PromptIn | list[ImportIssue]:
         key = data.get("_key")
         external_id = hashlib.sha256(json.dumps(key).encode()).hexdigest() if key else digest
     return PromptIn(raw.line, external_id, digest, text, messages, system, meta, completions, rankings,
-                    id_given=id_given)
+                    id_given=id_given, demonstrations=demonstrations)
+
+
+def _demonstrations_of(value: Any, issues: _Issues) -> list[str]:
+    """The record's demonstrations (ideal answers, the SFT data): `["…", …]`, each kept once."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        issues.add("demonstrations", "expected a list of texts")
+        return []
+    out: list[str] = []
+    for i, item in enumerate(value):
+        text = _text(item, f"demonstrations[{i}]", issues)
+        if text is not None and text.strip() not in out:
+            out.append(text.strip())
+    return out
 
 
 def _rankings_of(value: Any, k: int, issues: _Issues) -> list[RankingIn]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-JOB_KINDS = ("sample_completions", "train_reward_model", "train_policy", "score_prompts")
+JOB_KINDS = ("sample_completions", "train_reward_model", "train_policy", "score_prompts", "train_sft")
 
 
 class JobPayloadError(ValueError):
@@ -43,6 +43,16 @@ class TrainPolicyPayload(BaseModel):
     chain: bool = False
 
 
+class TrainSftPayload(BaseModel):
+    """Train the SFT version: the base policy on every demonstration with id <= `watermark` (fixed on the
+    first attempt); `chain`: the loop's round continues when it succeeds (app.loop.chain)."""
+
+    model_config = ConfigDict(extra="forbid")
+    watermark: int | None = None
+    chain: bool = False
+    requested_by: str = ""
+
+
 class ScorePromptsPayload(BaseModel):
     """Score pending prompts' candidates with reward model `version_id` (default: the active one); see
     app.quality.scoring."""
@@ -57,6 +67,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "train_reward_model": TrainRewardModelPayload,
     "train_policy": TrainPolicyPayload,
     "score_prompts": ScorePromptsPayload,
+    "train_sft": TrainSftPayload,
 }
 
 
@@ -96,3 +107,50 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class AwaitingOut(BaseModel):
+    """A provisional policy version and the human rankings it still needs (app.loop.promotion)."""
+
+    version_id: int
+    version: str
+    incumbent_version_id: int | None
+    incumbent_version: str | None
+    rankings: int
+    rankings_needed: int
+    remaining: int
+
+
+class LoopStatusOut(BaseModel):
+    """Where the loop stands (`GET /api/projects/{id}/loop`); `waiting_for` says in words what it waits for."""
+
+    enabled: bool
+    retrain_every: int
+    prompts_per_round: int
+    interval_minutes: int
+    next_interval_at: datetime | None
+    new_comparisons: int
+    prompts_without_completions: int
+    eligible_prompts: int
+    open_slots: int
+    demonstrations: int = 0
+    sft_due: bool = False
+    awaiting: AwaitingOut | None
+    waiting_for: list[str]
+    active_jobs: list[JobOut]
+
+    @classmethod
+    def of(cls, loop: Any) -> LoopStatusOut:
+        """From an app.scheduler.service.LoopStatus."""
+        wait = loop.awaiting
+        awaiting = None if wait is None else AwaitingOut(
+            version_id=wait.version.id, version=wait.version.name,
+            incumbent_version_id=wait.incumbent.id if wait.incumbent is not None else None,
+            incumbent_version=wait.incumbent.name if wait.incumbent is not None else None,
+            rankings=wait.have, rankings_needed=wait.need, remaining=wait.remaining)
+        return cls(enabled=loop.enabled, retrain_every=loop.retrain_every, prompts_per_round=loop.prompts_per_round,
+                   interval_minutes=loop.interval_minutes, next_interval_at=loop.next_interval_at,
+                   new_comparisons=loop.new_comparisons, prompts_without_completions=loop.prompts_without_completions,
+                   eligible_prompts=loop.eligible_prompts, open_slots=loop.open_slots,
+                   demonstrations=loop.demonstrations, sft_due=loop.sft_due, awaiting=awaiting,
+                   waiting_for=list(loop.waiting_for), active_jobs=[JobOut.model_validate(j) for j in loop.active_jobs])

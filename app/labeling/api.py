@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -13,6 +14,7 @@ from app.auth.deps import ApiUser, DbSession
 from app.labeling import service
 from app.labeling.errors import Conflict, LabelingError
 from app.labeling.schemas import HeartbeatOut, RankingIn, SkipIn, TaskOut
+from app.web.paths import Id
 
 router = APIRouter(prefix="/api", tags=["labeling"])
 
@@ -43,10 +45,12 @@ async def ranking_body(request: Request) -> RankingIn:
 
 
 def _error(exc: LabelingError) -> JSONResponse:
-    body: dict[str, Any] = {"detail": str(exc)}
+    """The RFC 9457 problem document every API error is (app.web.errors), plus the echoed ranking on a 409."""
+    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(exc.status).phrase, "status": exc.status,
+                            "detail": str(exc)}
     if isinstance(exc, Conflict) and exc.echo is not None:
         body["ranking"] = exc.echo
-    return JSONResponse(body, status_code=exc.status)
+    return JSONResponse(body, status_code=exc.status, media_type="application/problem+json")
 
 
 @router.get(
@@ -54,7 +58,7 @@ def _error(exc: LabelingError) -> JSONResponse:
     response_model=TaskOut,
     responses={204: {"description": "nothing left"}},
 )
-def next_task(project_id: int, db: DbSession, user: ApiUser) -> Response | TaskOut:
+def next_task(project_id: Id, db: DbSession, user: ApiUser) -> Response | TaskOut:
     try:
         project = service.labeling_project(db, project_id)
         task = service.next_task(db, project, user)
@@ -67,7 +71,7 @@ def next_task(project_id: int, db: DbSession, user: ApiUser) -> Response | TaskO
 
 @router.post("/assignments/{assignment_id}/ranking")
 def submit_ranking(
-    assignment_id: int,
+    assignment_id: Id,
     request: Request,
     db: DbSession,
     user: ApiUser,
@@ -80,8 +84,23 @@ def submit_ranking(
         return _error(exc)
 
 
+@router.put("/assignments/{assignment_id}/ranking")
+def revise_ranking(
+    assignment_id: Id,
+    db: DbSession,
+    user: ApiUser,
+    data: Annotated[RankingIn, Depends(ranking_body)],
+) -> Response:
+    """Change the annotator's last submitted ranking within the project's edit window: stored as its next
+    version (the old one kept), comparisons regenerated; 409 after the window or once it trained a model."""
+    try:
+        return JSONResponse(service.revise(db, user, assignment_id, data))
+    except LabelingError as exc:
+        return _error(exc)
+
+
 @router.post("/assignments/{assignment_id}/skip")
-def skip(assignment_id: int, body: SkipIn, db: DbSession, user: ApiUser) -> Response:
+def skip(assignment_id: Id, body: SkipIn, db: DbSession, user: ApiUser) -> Response:
     try:
         row = service.skip(db, user, assignment_id, body.reason)
     except LabelingError as exc:
@@ -90,7 +109,7 @@ def skip(assignment_id: int, body: SkipIn, db: DbSession, user: ApiUser) -> Resp
 
 
 @router.post("/assignments/{assignment_id}/heartbeat", response_model=HeartbeatOut)
-def heartbeat(assignment_id: int, db: DbSession, user: ApiUser) -> Response | HeartbeatOut:
+def heartbeat(assignment_id: Id, db: DbSession, user: ApiUser) -> Response | HeartbeatOut:
     try:
         expires = service.heartbeat(db, user, assignment_id)
     except LabelingError as exc:

@@ -1,4 +1,4 @@
-"""Turning the ranking page's form fields into a `RankingIn` (rank_<id>, flag_<id>, likert_<id>, ...)."""
+"""Turning the ranking page's form fields into a `RankingIn` (rank_<id>, flag_<id>, likert_<id>, preference, ...)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,26 @@ def _number(form: FormData, name: str) -> float | None:
         return None  # timings are advisory; a garbled one is dropped, not fatal
 
 
+PREFERENCE_SCALE = 3  # preference runs from -3 (A much better) through 0 (about the same) to 3 (B much better)
+
+
+def _preference(form: FormData, shown: Sequence[int]) -> tuple[dict[int, int], int] | None:
+    """The pairwise page's one choice as ranks and a strength (None when nothing was chosen)."""
+    value = form.get("preference")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        choice = int(value)
+    except ValueError as exc:
+        raise Invalid(f"preference must be a whole number ({exc})") from exc
+    if len(shown) != 2 or not -PREFERENCE_SCALE <= choice <= PREFERENCE_SCALE:
+        raise Invalid(f"preference: one of -{PREFERENCE_SCALE}…{PREFERENCE_SCALE} for a task of two answers")
+    first, second = shown
+    if choice == 0:
+        return {first: 1, second: 1}, 0
+    return ({first: 1, second: 2} if choice < 0 else {first: 2, second: 1}), abs(choice)
+
+
 def ranking_from_form(form: FormData, shown: Sequence[int]) -> RankingIn:
     """Read the shown completions' fields only; anything malformed is an `Invalid` naming the field."""
     ranks: dict[int, int] = {}
@@ -39,6 +59,10 @@ def ranking_from_form(form: FormData, shown: Sequence[int]) -> RankingIn:
                 likert[cid] = int(score)
     except ValueError as exc:
         raise Invalid(f"ranks/likert must be whole numbers ({exc})") from exc
+    strength: int | None = None
+    preferred = _preference(form, shown)
+    if preferred is not None:
+        ranks, strength = preferred
     text = form.get("rationale")
     demo = form.get("demonstration")
     try:
@@ -47,6 +71,7 @@ def ranking_from_form(form: FormData, shown: Sequence[int]) -> RankingIn:
             flags=flags,
             likert=likert,
             rationale=text if isinstance(text, str) else "",
+            strength=strength,
             not_rankable=form.get("not_rankable") == "1",
             demonstration=demo if isinstance(demo, str) and demo.strip() else None,
             wall_seconds=min(_number(form, "wall_seconds") or 0.0, 7 * 86_400) or None,

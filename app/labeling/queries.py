@@ -6,11 +6,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, insert, inspect, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, false, func, insert, inspect, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.util import ClauseAdapter
 
-from app.models import Assignment, Comparison, Completion, Prompt, Ranking, Slot, User
+from app.models import (
+    Assignment,
+    Comparison,
+    Completion,
+    Job,
+    ModelVersion,
+    ModelVersionComparison,
+    Prompt,
+    Ranking,
+    RankingVersion,
+    Slot,
+    User,
+)
 
 LIVE_STATUSES = ("active", "submitted", "skipped")
 
@@ -64,10 +76,27 @@ def claim_slot(
     """Lease one free slot of a prompt round this annotator has not ranked, skipped or been given;
     (slot, prompt, round). A new sampling round of a prompt is a new task, even for its earlier annotators.
 
-    One statement: UPDATE slots ... WHERE id = (SELECT ... ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED),
-    re-checking freedom in the outer WHERE. On SQLite the FOR UPDATE is dropped and BEGIN IMMEDIATE
-    serialises claims instead.
+    Open slots first, then slots whose lease ran out. Each is one statement: UPDATE slots ... WHERE id =
+    (SELECT ... ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED), re-checking freedom in the outer WHERE. The
+    candidate search walks the (project, status, priority) index in order and stops at the first slot that
+    passes, so its cost follows the slots this annotator must pass over (their own prompts in progress),
+    not the size of the pool. On SQLite the FOR UPDATE is dropped and BEGIN IMMEDIATE serialises claims.
     """
+    for free in (lambda s: s.status == "open", lambda s: and_(s.status == "leased", s.lease_expires_at < now)):
+        claimed = _claim(db, project_id, annotator_id, order_by, free, expires)
+        if claimed is not None:
+            return claimed
+    return None
+
+
+def _claim(
+    db: Session,
+    project_id: int,
+    annotator_id: int,
+    order_by: Sequence[ColumnElement[Any]],
+    free: Any,
+    expires: datetime,
+) -> tuple[int, int, int] | None:
     candidate = aliased(Slot)
     seen = (
         select(Assignment.id)
@@ -83,7 +112,7 @@ def claim_slot(
     adapted = [_adapt(term, candidate) for term in order_by]
     pick = (
         select(candidate.id)
-        .where(candidate.project_id == project_id, _free(candidate, now), ~seen)
+        .where(candidate.project_id == project_id, free(candidate), ~seen)
         .order_by(*adapted)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -91,7 +120,7 @@ def claim_slot(
     )
     stmt = (
         update(Slot)
-        .where(Slot.id == pick, _free(Slot, now))
+        .where(Slot.id == pick, free(Slot))
         .values(status="leased", annotator_id=annotator_id, lease_expires_at=expires)
         .returning(Slot.id, Slot.prompt_id, Slot.round)
     )
@@ -193,3 +222,63 @@ def prompt(db: Session, prompt_id: int) -> Prompt | None:
 
 def completions(db: Session, ids: Sequence[int]) -> dict[int, Completion]:
     return {c.id: c for c in db.scalars(select(Completion).where(Completion.id.in_(list(ids))))}
+
+
+def version_hashes(db: Session, ranking_id: int) -> set[str]:
+    """The payload hashes of a ranking's superseded versions."""
+    return set(db.scalars(select(RankingVersion.payload_hash).where(RankingVersion.ranking_id == ranking_id)))
+
+
+def latest_ranking(db: Session, project_id: int, annotator_id: int) -> Ranking | None:
+    """The annotator's most recently submitted ranking of a task in the project (the one they may change)."""
+    return db.scalar(
+        select(Ranking)
+        .join(Assignment, Assignment.id == Ranking.assignment_id)
+        .where(Ranking.project_id == project_id, Ranking.annotator_id == annotator_id)
+        .order_by(Assignment.finished_at.desc().nulls_last(), Ranking.id.desc())
+        .limit(1)
+    )
+
+
+def trained_comparison_ids(db: Session, ranking_id: int) -> tuple[int | None, bool]:
+    """(the lowest id of the ranking's comparisons, whether any of them is in a model's lineage).
+
+    Tied pairs count for the id too: SQLite hands a deleted row's id to the next insert, so regenerating
+    comparisons below a watermark could put new training data under it.
+    """
+    mine = Comparison.ranking_id == ranking_id
+    lowest = db.scalar(select(func.min(Comparison.id)).where(mine))
+    in_lineage = db.scalar(
+        select(ModelVersionComparison.comparison_id)
+        .join(Comparison, Comparison.id == ModelVersionComparison.comparison_id)
+        .where(mine)
+        .limit(1)
+    )
+    return (int(lowest) if lowest is not None else None), in_lineage is not None
+
+
+def highest_training_watermark(db: Session, project_id: int) -> int:
+    """The highest comparison watermark any model version of the project (training or finished) or any
+    unfinished job's payload has fixed: comparisons up to it are, or are about to be, training data."""
+    versions = db.scalar(select(func.max(ModelVersion.data_watermark)).where(ModelVersion.project_id == project_id))
+    marks = [int(versions or 0)]
+    payloads = db.scalars(
+        select(Job.payload).where(Job.project_id == project_id, Job.status.in_(("queued", "running")))
+    )
+    for payload in payloads:
+        mark = (payload or {}).get("watermark")
+        if isinstance(mark, int):
+            marks.append(mark)
+    return max(marks)
+
+
+def delete_comparisons(db: Session, ranking_id: int) -> None:
+    db.execute(delete(Comparison).where(Comparison.ranking_id == ranking_id))
+
+
+def hold_back_watermarks(db: Session) -> None:
+    """Postgres: wait for, and until this transaction ends keep out, a training job fixing its comparison
+    watermark (app.registry.service.settled_watermark takes SHARE, which ROW EXCLUSIVE conflicts with).
+    SQLite runs one write transaction at a time, so there is nothing to do."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("LOCK TABLE comparisons IN ROW EXCLUSIVE MODE"))

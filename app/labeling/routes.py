@@ -16,12 +16,15 @@ from app.labeling.forms import ranking_from_form
 from app.models import Project, User
 from app.projects.service import settings_of
 from app.web.csrf import FORM_MAX_FIELDS, FORM_MAX_FILES, FORM_MAX_PART_SIZE
+from app.web.paths import Id
 from app.web.templating import is_htmx_fragment_request, render
 
 router = APIRouter(tags=["labeling"])
 TEMPLATE = "labeling/label.html"
 ERRORS_TEMPLATE = "labeling/_errors.html"
-FIELD_NAMES = {"ranks": "Rank", "flags": "Flags", "likert": "Quality", "rationale": "Rationale"}
+FIELD_NAMES = {
+    "ranks": "Rank", "flags": "Flags", "likert": "Quality", "rationale": "Rationale", "preference": "Preference",
+}
 
 
 def _problems(exc: LabelingError, shown: list[int]) -> list[dict[str, Any]]:
@@ -69,11 +72,15 @@ def _page(
     **extra: Any,
 ) -> Response:
     cfg = settings_of(project).labeling
+    items = list(zip(task.completions, task.letters, strict=True)) if task else []
     context: dict[str, Any] = {
         "project": project,
         "cfg": cfg,
         "task": task,
-        "items": list(zip(task.completions, task.letters, strict=True)) if task else [],
+        "items": items,
+        "pairwise": cfg.mode == "pairwise" and len(items) == 2,
+        "said": None,  # on the edit page: what the stored ranking says (cards in its order, fields filled)
+        "edit_last": service.editable_last(db, project, user),
         "progress": progress.annotator_progress(db, project, user.id),
         "heartbeat_seconds": max(15, min(120, project.lease_minutes * 60 // 4)),
         "notice": None,
@@ -83,12 +90,15 @@ def _page(
         "saved": None,
     }
     context.update(extra)
+    said = context["said"]
+    if said is not None:  # best first, as stored; ties stay next to each other (stable by shown order)
+        context["items"] = sorted(items, key=lambda item: said["ranks"].get(item[0].id, len(items)))
     headers = {"HX-Push-Url": _url(project, task)} if push else None
     return render(request, TEMPLATE, context, block=block, status_code=status_code, headers=headers)
 
 
 @router.get("/projects/{project_id}/label", response_class=HTMLResponse)
-def label_page(request: Request, project_id: int, db: DbSession, user: CurrentUser) -> Response:
+def label_page(request: Request, project_id: Id, db: DbSession, user: CurrentUser) -> Response:
     project = _project(db, project_id)
     task = service.next_task(db, project, user)
     if task is not None and not is_htmx_fragment_request(request):
@@ -98,7 +108,7 @@ def label_page(request: Request, project_id: int, db: DbSession, user: CurrentUs
 
 @router.get("/projects/{project_id}/label/{assignment_id}", response_class=HTMLResponse)
 def task_page(
-    request: Request, project_id: int, assignment_id: int, db: DbSession, user: CurrentUser
+    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser
 ) -> Response:
     project = _project(db, project_id)
     row = tasks.own_assignment(db, assignment_id, user)
@@ -115,7 +125,7 @@ def task_page(
 
 @router.post("/projects/{project_id}/label/{assignment_id}", response_class=HTMLResponse)
 def submit_page(
-    request: Request, project_id: int, assignment_id: int, db: DbSession, user: CurrentUser, form: FormBody
+    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser, form: FormBody
 ) -> Response:
     project = _project(db, project_id)
     try:
@@ -126,11 +136,7 @@ def submit_page(
     except NotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
     except Conflict as exc:
-        letters = dict(zip(row.shown_completion_ids, tasks.LETTERS, strict=False))
-        echo = exc.echo or {}
-        ranked = sorted(((r, letters.get(int(c), "?")) for c, r in (echo.get("ranks") or {}).items()))
-        conflict = {"message": str(exc), "ranked": ranked, "rationale": echo.get("rationale", "")}
-        return _page(request, db, project, user, None, status_code=409, conflict=conflict)
+        return _conflict_page(request, db, project, user, row.shown_completion_ids, exc)
     except LabelingError as exc:
         problems = _problems(exc, list(row.shown_completion_ids))
         if is_htmx_fragment_request(request):
@@ -147,9 +153,63 @@ def submit_page(
     return _page(request, db, project, user, service.next_task(db, project, user), push=True, saved=saved)
 
 
+def _conflict_page(
+    request: Request, db: DbSession, project: Project, user: User, shown: list[int], exc: Conflict
+) -> Response:
+    """A refused ranking: say why and show back what was submitted (best first), so nothing typed is lost."""
+    letters = dict(zip(shown, tasks.LETTERS, strict=False))
+    echo = exc.echo or {}
+    ranked = sorted(((r, letters.get(int(c), "?")) for c, r in (echo.get("ranks") or {}).items()))
+    conflict = {"message": str(exc), "ranked": ranked, "rationale": echo.get("rationale", "")}
+    return _page(request, db, project, user, None, status_code=409, conflict=conflict)
+
+
+@router.get("/projects/{project_id}/label/{assignment_id}/edit", response_class=HTMLResponse)
+def edit_page(
+    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser
+) -> Response:
+    """The annotator's last submitted ranking, reopened as it was stored, while its edit window lasts."""
+    project = _project(db, project_id)
+    try:
+        task, said = service.open_for_edit(db, project, user, assignment_id)
+    except Conflict as exc:
+        current = service.next_task(db, project, user)
+        return _page(request, db, project, user, current, notice=str(exc), push=True)
+    return _page(request, db, project, user, task, said=said)
+
+
+@router.post("/projects/{project_id}/label/{assignment_id}/edit", response_class=HTMLResponse)
+def revise_page(
+    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser, form: FormBody
+) -> Response:
+    """Store the changed ranking as its next version; refused (409, input shown back) once the window closed
+    or the ranking has trained a model."""
+    project = _project(db, project_id)
+    row = tasks.own_assignment(db, assignment_id, user)
+    if row.project_id != project.id:
+        raise NotFound(f"assignment {assignment_id} not found")
+    try:
+        data = ranking_from_form(form, row.shown_completion_ids)
+        result = service.revise(db, user, assignment_id, data)
+    except Conflict as exc:
+        return _conflict_page(request, db, project, user, row.shown_completion_ids, exc)
+    except LabelingError as exc:
+        problems = _problems(exc, list(row.shown_completion_ids))
+        if is_htmx_fragment_request(request):
+            return render(request, ERRORS_TEMPLATE, {"problems": problems}, status_code=exc.status)
+        task, said = service.open_for_edit(db, project, user, assignment_id)
+        message = " ".join(p["text"] for p in problems)
+        return _page(request, db, project, user, task, status_code=exc.status, error=message, problems=problems,
+                     said=said)
+    if not is_htmx_fragment_request(request):
+        return RedirectResponse(f"/projects/{project.id}/label", status_code=303)
+    saved = f"Changed — your ranking is now version {result['version']}"
+    return _page(request, db, project, user, service.next_task(db, project, user), push=True, saved=saved)
+
+
 @router.post("/projects/{project_id}/label/{assignment_id}/skip", response_class=HTMLResponse)
 def skip_page(
-    request: Request, project_id: int, assignment_id: int, db: DbSession, user: CurrentUser, form: FormBody
+    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser, form: FormBody
 ) -> Response:
     project = _project(db, project_id)
     reason = form.get("reason")
@@ -165,7 +225,7 @@ def skip_page(
 
 
 @router.post("/projects/{project_id}/label/{assignment_id}/heartbeat")
-def heartbeat_page(project_id: int, assignment_id: int, db: DbSession, user: CurrentUser) -> Response:
+def heartbeat_page(project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser) -> Response:
     try:
         expires = service.heartbeat(db, user, assignment_id)
     except LabelingError as exc:
@@ -174,7 +234,7 @@ def heartbeat_page(project_id: int, assignment_id: int, db: DbSession, user: Cur
 
 
 @router.get("/projects/{project_id}/progress", response_class=HTMLResponse)
-def progress_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+def progress_page(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
     project = _project(db, project_id)
     stats = progress.project_progress(db, project)
     return render(

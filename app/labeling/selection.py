@@ -2,9 +2,12 @@
 
 The claim (assignment.claim) asks `picker_for(project)` for two things:
 - `order_by(project)`: SQL ORDER BY terms over `Slot` columns (the claim adds LIMIT 1 ... SKIP LOCKED).
-  The default is `slots.priority` descending with a random tiebreak, so concurrent annotators rarely
-  contend for the same row. Active selection writes uncertainty scores into `slots.priority`
-  (see `set_priorities`) and keeps the default order.
+  The default is `slots.priority` descending, the order of the (project, status, priority) index, so the
+  claim stops at the first free slot instead of sorting the pool; among equal priorities the index order
+  (about insertion order) finishes prompts one after another. Concurrent annotators do not queue on one
+  row: SKIP LOCKED passes over slots another claim holds. (A random tiebreak used to spread them, at the
+  price of sorting every free slot on every claim: bench/claim.py compares the two.) Active selection
+  writes uncertainty scores into `slots.priority` (see `set_priorities`) and keeps the default order.
 - `before_claim(db, project, annotator)`: may return a gold `Prompt` to show instead of a slot; gold
   assignments hold no slot and never count towards a prompt's N.
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, func, update
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
 from app.models import Project, Prompt, Slot, User
@@ -36,10 +39,10 @@ class SlotPicker(Protocol):
 
 
 class DefaultPicker:
-    """Highest `slots.priority` first; ties broken at random. Never injects gold."""
+    """Highest `slots.priority` first, in index order. Never injects gold."""
 
     def order_by(self, project: Project) -> Sequence[ColumnElement[Any]]:
-        return (Slot.priority.desc(), func.random())
+        return (Slot.priority.desc(),)
 
     def before_claim(self, db: Session, project: Project, annotator: User) -> Prompt | None:
         return None

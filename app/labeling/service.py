@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.labeling import assignment as tasks
-from app.labeling import submission
+from app.labeling import revision, submission
 from app.labeling.errors import NotFound
 from app.labeling.schemas import CompletionOut, PromptOut, RankingIn, TaskOut
 from app.models import Assignment, Project, User
@@ -47,6 +47,43 @@ def submit(
     """Submit a ranking for one of the annotator's assignments (see submission.submit)."""
     row = tasks.own_assignment(db, assignment_id, annotator)
     return submission.submit(db, _project_of(db, row), annotator, assignment_id, data, client_info)
+
+
+def revise(
+    db: Session, annotator: User, assignment_id: int, data: RankingIn, now: datetime | None = None
+) -> dict[str, Any]:
+    """Change the annotator's last submitted ranking (see revision.revise)."""
+    row = tasks.own_assignment(db, assignment_id, annotator)
+    return revision.revise(db, _project_of(db, row), annotator, assignment_id, data, now)
+
+
+def open_for_edit(
+    db: Session, project: Project, annotator: User, assignment_id: int
+) -> tuple[tasks.Task, dict[str, Any]]:
+    """The task of a submitted ranking and what it says (ranks, strength, flags, ...), for the edit page."""
+    task, ranking = revision.open_for_edit(db, project, annotator, assignment_id)
+    shown = list(task.assignment.shown_completion_ids)
+    preference = None  # the pairwise scale's value: -3 (A much better) … 0 … 3 (B much better)
+    if ranking.strength is not None and len(shown) == 2:
+        first_wins = ranking.ranks.get(str(shown[0]), 1) < ranking.ranks.get(str(shown[1]), 1)
+        preference = -ranking.strength if first_wins else ranking.strength
+    said = {
+        "preference": preference,
+        "ranks": {int(k): int(v) for k, v in ranking.ranks.items()},
+        "strength": ranking.strength,
+        "flags": {int(k): list(v) for k, v in (ranking.flags or {}).items()},
+        "likert": {int(k): int(v) for k, v in (ranking.likert or {}).items()},
+        "rationale": ranking.rationale,
+        "demonstration": ranking.demonstration or "",
+        "not_rankable": ranking.not_rankable,
+        "version": ranking.version,
+    }
+    return task, said
+
+
+def editable_last(db: Session, project: Project, annotator: User) -> revision.EditWindow | None:
+    """The annotator's last ranking if it may still be changed (see revision.refusal)."""
+    return revision.editable_last(db, project, annotator)
 
 
 def skip(db: Session, annotator: User, assignment_id: int, reason: str) -> Assignment:

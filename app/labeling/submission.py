@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.demonstrations import service as demonstrations
 from app.labeling import queries
 from app.labeling.assignment import own_assignment
 from app.labeling.errors import Conflict, Invalid, PayloadMismatch, Problem
@@ -38,6 +39,8 @@ def payload_hash(data: RankingIn) -> str:
         "not_rankable": data.not_rankable,
         "demonstration": (data.demonstration or "").strip(),
     }
+    if data.strength is not None:  # only pairwise answers carry it; every other hash stays as it was
+        canonical["strength"] = data.strength
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -56,8 +59,14 @@ def validate(data: RankingIn, shown: list[int], cfg: LabelingSettings) -> dict[i
     if bad:
         raise Invalid(f"ranks: every rank must be between 1 and {k}; got {bad}")
     problems: list[Problem] = []
+    pairwise = cfg.mode == "pairwise"
+    if data.strength is not None and not pairwise:
+        raise Invalid("strength: preference strengths are only collected in pairwise projects")
     if data.not_rankable:
         ranks = {cid: data.ranks.get(cid, 1) for cid in shown}
+    elif pairwise:
+        ranks = dict(data.ranks)
+        problems.extend(_pairwise_problems(data, shown))
     else:
         missing = shown_set - set(data.ranks)
         if missing:
@@ -93,7 +102,25 @@ def validate(data: RankingIn, shown: list[int], cfg: LabelingSettings) -> dict[i
         raise Invalid("demonstration: demonstrations are not enabled in this project")
     if problems:
         raise Invalid(problems=problems)
-    return ranks
+    return dense_ranks(ranks)
+
+
+def dense_ranks(ranks: dict[int, int]) -> dict[int, int]:
+    """The same order with no gaps: {1, 3, 3} for three answers is stored as {1, 2, 2} (issue 16)."""
+    place = {rank: i for i, rank in enumerate(sorted(set(ranks.values())), start=1)}
+    return {cid: place[rank] for cid, rank in ranks.items()}
+
+
+def _pairwise_problems(data: RankingIn, shown: list[int]) -> list[Problem]:
+    """A pairwise answer: both answers ranked, and a strength that agrees with them (0 exactly for a tie)."""
+    if len(shown) != 2:
+        raise Invalid(f"pairwise projects compare two answers; this task shows {len(shown)}")
+    if data.strength is None or set(data.ranks) != set(shown):
+        return [Problem("preference", "choose which answer is better, or that they are about the same")]
+    tie = len(set(data.ranks.values())) == 1
+    if tie != (data.strength == 0):
+        raise Invalid("strength: 0 (about the same) exactly when both answers have the same rank")
+    return []
 
 
 def comparison_rows(ranking: Ranking, assignment: Assignment, ranks: dict[int, int]) -> list[dict[str, Any]]:
@@ -117,6 +144,7 @@ def comparison_rows(ranking: Ranking, assignment: Assignment, ranks: dict[int, i
                 "source": "ranking",
                 "weight": 1.0,
                 "created_at": ranking.created_at,
+                "strength": ranking.strength,
             }
         )
     return rows
@@ -136,7 +164,8 @@ def result_of(db: Session, ranking: Ranking) -> dict[str, Any]:
 
 
 def _replay(db: Session, existing: Ranking, digest: str) -> dict[str, Any]:
-    if existing.payload_hash != digest:
+    # A retry of the first submit after the annotator changed the ranking matches an earlier version.
+    if existing.payload_hash != digest and digest not in queries.version_hashes(db, existing.id):
         raise PayloadMismatch(
             "this task was already submitted with a different ranking; the first one is kept"
         )
@@ -186,6 +215,7 @@ def submit(
                 flags={str(k): sorted(set(v) - {NO_FLAGS}) for k, v in data.flags.items()},
                 likert={str(k): v for k, v in data.likert.items()},
                 rationale=data.rationale.strip(),
+                strength=None if data.not_rankable else data.strength,
                 not_rankable=data.not_rankable,
                 demonstration=(data.demonstration or "").strip() or None,
                 wall_seconds=data.wall_seconds,
@@ -196,6 +226,8 @@ def submit(
                 created_at=now,
             )
             queries.add(db, ranking)
+            if ranking.demonstration:
+                demonstrations.sync_ranking(db, ranking)
             if not data.not_rankable:
                 queries.add_comparisons(db, comparison_rows(ranking, assignment, ranks))
     except IntegrityError:

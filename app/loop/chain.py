@@ -1,9 +1,10 @@
-"""What follows each job kind's success in the loop: reward model → policy → sampling → scoring.
+"""What follows each job kind's success in the loop: (SFT →) reward model → policy → sampling → scoring.
 
 A chained round (payload `chain`) trains the reward model, then the policy against it, then samples the
 next round with the new policy as the candidate beside the active and SFT policies, then scores the new
 candidates with the active reward model, so RM suggestions, active selection and the reward-model
-ranker work on every loop task. Every sampling job is followed by scoring, chained or not; a promoted
+ranker work on every loop task. A chained `train_sft` (stage one, before the first round) goes on with
+the round it preceded. Every sampling job is followed by scoring, chained or not; a promoted
 reward model also rescores prompts still being labeled (app.quality.scoring). Each job records the job
 that triggered it as its parent. Never commits.
 """
@@ -16,6 +17,7 @@ from app.jobs import queue
 from app.models import Job
 from app.projects import service as projects
 from app.quality.scoring import enqueue_after_promotion
+from app.registry import queries as registry_queries
 from app.registry import service as registry
 
 
@@ -29,6 +31,8 @@ def after_success(db: Session, job: Job) -> Job | None:
         return _score_new_candidates(db, job, [int(p) for p in result.get("prompt_ids") or []])
     if not job.payload.get("chain"):
         return None
+    if job.kind == "train_sft":
+        return _after_sft(db, job, result.get("version_id"))
     if job.kind == "train_reward_model":
         nxt, _ = queue.enqueue(db, "train_policy", job.project_id, {"chain": True}, parent_id=job.id)
         return nxt
@@ -39,6 +43,23 @@ def after_success(db: Session, job: Job) -> Job | None:
         nxt, _ = queue.enqueue(db, "sample_completions", job.project_id, payload, parent_id=job.id)
         return nxt
     return None
+
+
+def _after_sft(db: Session, job: Job, version_id: int | None) -> Job:
+    """Stage one done, the round it preceded goes on: retrain on new comparisons (reward model, then the
+    policy from the SFT version), else sample a round with the SFT version as the candidate."""
+    assert job.project_id is not None
+    if registry_queries.count_comparisons_after(
+            db, job.project_id, registry_queries.latest_trained_watermark(db, job.project_id)) > 0:
+        nxt, _ = queue.enqueue(db, "train_reward_model", job.project_id,
+                               {"chain": True, "requested_by": str(job.payload.get("requested_by") or "")},
+                               parent_id=job.id)
+        return nxt
+    project = projects.get(db, job.project_id)
+    payload = {"limit": projects.settings_of(project).schedule.prompts_per_round, "chain": True,
+               "candidate_version_id": version_id}
+    nxt, _ = queue.enqueue(db, "sample_completions", job.project_id, payload, parent_id=job.id)
+    return nxt
 
 
 def _score_new_candidates(db: Session, job: Job, prompt_ids: list[int]) -> Job | None:

@@ -1,5 +1,6 @@
 """Every SELECT/INSERT of the loop: what round planning reads about prompts, next rounds, the SFT
-version, and the rollout-prompt lineage of RL policy versions."""
+version, the rollout-prompt lineage of RL policy versions, the human rankings that show two policy
+versions side by side, and when the last round started."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy.orm import Session, aliased
 
-from app.models import Completion, ModelVersion, ModelVersionPrompt, Prompt, Ranking, Slot
+from app.models import Comparison, Completion, Job, ModelVersion, ModelVersionPrompt, Prompt, Ranking, Slot
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,24 @@ def first_policy_version(db: Session, project_id: int) -> ModelVersion | None:
     return db.scalars(stmt.order_by(ModelVersion.id)).first()
 
 
+def sft_policy_version(db: Session, project_id: int) -> ModelVersion | None:
+    """The newest finished policy version a `train_sft` job trained (rejected ones aside)."""
+    stmt = select(ModelVersion).where(
+        ModelVersion.project_id == project_id, ModelVersion.kind == "policy", ModelVersion.role == "sft",
+        ModelVersion.checkpoint_path.is_not(None), ModelVersion.status.not_in(("training", "rejected")),
+    )
+    return db.scalars(stmt.order_by(ModelVersion.id.desc())).first()
+
+
+def trained_policy_counts(db: Session, project_id: int) -> tuple[int, int]:
+    """(policy versions a job trained, of which SFT versions), whatever their status."""
+    stmt = select(func.count(), func.count(ModelVersion.role)).where(
+        ModelVersion.project_id == project_id, ModelVersion.kind == "policy",
+        or_(ModelVersion.job_id.is_not(None), ModelVersion.parent_id.is_not(None)))
+    trained, sft = db.execute(stmt).one()
+    return int(trained or 0), int(sft or 0)
+
+
 def replace_prompt_lineage(db: Session, version_id: int, prompt_ids: Sequence[int]) -> None:
     """The rollout prompts of `version_id` (rows of an interrupted attempt are replaced)."""
     db.execute(delete(ModelVersionPrompt).where(ModelVersionPrompt.model_version_id == version_id))
@@ -112,3 +131,50 @@ def prompt_lineage_counts(db: Session, version_ids: Sequence[int]) -> dict[int, 
             .where(ModelVersionPrompt.model_version_id.in_(list(version_ids)))
             .group_by(ModelVersionPrompt.model_version_id))
     return {int(v): int(n) for v, n in db.execute(stmt)}
+
+
+def rankings_with_both(db: Session, project_id: int, a: int, b: int) -> int:
+    """Human rankings (rankable ones) that put a completion of version `a` and one of version `b` in one
+    order: a ranking's comparisons hold every pair it ranked, ties included."""
+    win, lose = aliased(Completion), aliased(Completion)
+    stmt = (
+        select(func.count(func.distinct(Comparison.ranking_id)))
+        .select_from(Comparison)
+        .join(Ranking, Ranking.id == Comparison.ranking_id)
+        .join(win, win.id == Comparison.winner_id)
+        .join(lose, lose.id == Comparison.loser_id)
+        .where(
+            Comparison.project_id == project_id, Ranking.source == "human", Ranking.not_rankable.is_(False),
+            or_(and_(win.model_version_id == a, lose.model_version_id == b),
+                and_(win.model_version_id == b, lose.model_version_id == a)),
+        )
+    )
+    return int(db.scalar(stmt) or 0)
+
+
+def provisional_policies(db: Session, project_id: int | None = None) -> list[ModelVersion]:
+    """Active policy versions still waiting for people (of one project, or of all)."""
+    stmt = select(ModelVersion).where(ModelVersion.kind == "policy", ModelVersion.status == "active",
+                                      ModelVersion.promotion_state == "provisional")
+    if project_id is not None:
+        stmt = stmt.where(ModelVersion.project_id == project_id)
+    return list(db.scalars(stmt.order_by(ModelVersion.id)))
+
+
+def policy_versions(db: Session, project_id: int) -> list[ModelVersion]:
+    """Every finished policy version of the project, oldest first (the SFT version first)."""
+    stmt = select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.kind == "policy",
+                                      ModelVersion.status != "training")
+    return list(db.scalars(stmt.order_by(ModelVersion.id)))
+
+
+def open_slot_count(db: Session, project_id: int) -> int:
+    stmt = select(func.count()).select_from(Slot).where(Slot.project_id == project_id, Slot.status != "done")
+    return int(db.scalar(stmt) or 0)
+
+
+def last_round_started_at(db: Session, project_id: int, kinds: Sequence[str]) -> datetime | None:
+    """When the project's newest job of `kinds` (the jobs that start a round) was created."""
+    stmt = select(func.max(Job.created_at)).where(Job.project_id == project_id, Job.kind.in_(list(kinds)))
+    at: datetime | None = db.scalar(stmt)  # max() keeps the column's type, so UTC-aware on SQLite too
+    return at

@@ -1,9 +1,9 @@
 """The loop's domain rules on top of its queries: plan a round, choose the policies that write a task's
 candidates, store a sampled round, the frozen KL reference (the SFT version), rollout lineage.
 
-The SFT version is the project's first policy version: with no demonstrations the base model
-registered from `training.policy_model` (policy-v0) is the SFT model (issue 12: a `train_sft` job that
-trains it on demonstrations is not built yet). Never commits.
+The SFT version is the newest policy version a `train_sft` job trained on the project's demonstrations
+(`role = "sft"`); until one exists (no demonstrations), the project's first policy version, the base model
+registered from `training.policy_model` (policy-v0). Never commits.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from app.demonstrations import service as demonstrations
 from app.labeling.slots import ensure_slots
 from app.loop import planning, queries
 from app.models import Completion, ModelVersion, Project
@@ -21,6 +22,7 @@ from app.projects.service import settings_of
 from app.quality.active import margin_uncertainty
 from app.registry import service as registry
 from app.registry.datasets import PromptValue, prompt_value
+from app.registry.schemas import VersionOut
 
 REQUESTED = "requested"
 
@@ -93,9 +95,41 @@ def count_eligible(db: Session, project: Project) -> int:
 
 
 def sft_version(db: Session, project: Project) -> ModelVersion | None:
-    """The frozen SFT version: the project's first policy version (registering the base model if none)."""
+    """The frozen SFT version: the newest version `train_sft` trained, else the project's first policy
+    version (the base model, registered if none)."""
+    registry.ensure_base_version(db, project, "policy")
+    return queries.sft_policy_version(db, project.id) or queries.first_policy_version(db, project.id)
+
+
+def base_policy(db: Session, project: Project) -> ModelVersion | None:
+    """The policy SFT starts from: the project's first policy version (the base model, registered if none)."""
     registry.ensure_base_version(db, project, "policy")
     return queries.first_policy_version(db, project.id)
+
+
+def sft_due(db: Session, project: Project) -> bool:
+    """Stage one of the loop is due: the project has a policy model and at least
+    `training.sft_min_demonstrations` demonstrations, and no policy was trained yet (so the SFT version
+    comes before the first trained policy, and the reference never changes under a running loop)."""
+    training = settings_of(project).training
+    if not training.policy_model:
+        return False
+    trained, _ = queries.trained_policy_counts(db, project.id)
+    return trained == 0 and demonstrations.count(db, project.id) >= training.sft_min_demonstrations
+
+
+def activate_sft(db: Session, project: Project, version: ModelVersion, reason: str) -> bool:
+    """Make a trained SFT version the active policy when the active one is the base model or an earlier
+    SFT version; a policy trained since stays active (the SFT version is a candidate to promote by hand).
+    Returns whether it was activated."""
+    active = registry.active_version(db, project.id, "policy")
+    base = queries.first_policy_version(db, project.id)
+    if active is None or active.role == "sft" or (base is not None and active.id == base.id):
+        registry.promote(db, version, reason)
+        return True
+    version.status_reason = f"{reason}; {active.name} (trained after SFT) stays active: promote by hand"
+    db.flush()
+    return False
 
 
 def reference_for(db: Session, project: Project, starting: ModelVersion) -> ModelVersion:
@@ -110,7 +144,11 @@ def sampling_policies(db: Session, project: Project, k: int,
                       candidate_version_id: int | None = None) -> list[PolicyDraw]:
     """The policies that write a task's `k` candidates: the round's new candidate (default: the active
     policy), the active policy and the SFT version, shared by `sampling.from_active` / `from_sft`
-    (app.loop.planning.policy_mix)."""
+    (app.loop.planning.policy_mix).
+
+    While the active policy is provisional (app.loop.promotion), the active share goes to the incumbent it
+    replaced, at least one candidate per task, so people's rankings show the two side by side.
+    """
     active = registry.ensure_base_version(db, project, "policy")
     if active is None or not active.checkpoint_path:
         raise LoopError("the project has no policy model: set training.policy_model "
@@ -123,10 +161,23 @@ def sampling_policies(db: Session, project: Project, k: int,
             candidate = found
     sft = sft_version(db, project) or active
     sampling = settings_of(project).sampling
-    versions = {v.id: v for v in (candidate, active, sft)}
-    mix = planning.policy_mix(k, candidate=candidate.id, active=active.id, sft=sft.id,
-                              from_active=sampling.from_active, from_sft=sampling.from_sft)
+    beside, from_active, from_sft = active, sampling.from_active, sampling.from_sft
+    incumbent = _incumbent_of(db, active)
+    if incumbent is not None:
+        beside, from_active = incumbent, max(1, from_active)
+        from_sft = min(from_sft, max(0, k - 1 - from_active))
+    versions = {v.id: v for v in (candidate, beside, sft)}
+    mix = planning.policy_mix(k, candidate=candidate.id, active=beside.id, sft=sft.id,
+                              from_active=from_active, from_sft=from_sft)
     return [PolicyDraw(vid, versions[vid].name, str(versions[vid].checkpoint_path), n) for vid, n in mix]
+
+
+def _incumbent_of(db: Session, version: ModelVersion) -> ModelVersion | None:
+    """The version a provisional policy replaced, when it can still sample."""
+    if version.promotion_state != registry.PROVISIONAL or version.incumbent_version_id is None:
+        return None
+    incumbent = registry.find(db, version.incumbent_version_id)
+    return incumbent if incumbent is not None and incumbent.checkpoint_path else None
 
 
 @dataclass(frozen=True)
@@ -168,3 +219,30 @@ def rollout_prompts(db: Session, version_id: int) -> list[int]:
 
 def rollout_prompt_counts(db: Session, version_ids: Sequence[int]) -> dict[int, int]:
     return queries.prompt_lineage_counts(db, version_ids)
+
+
+def version_views(db: Session, versions: Sequence[ModelVersion]) -> list[VersionOut]:
+    """Versions as the API and `prefloop models list` show them: kind, parent, reference, incumbent (ids
+    and names), lineage counts, status and promotion state with their reasons."""
+    ids = [v.id for v in versions]
+    counts, rollouts = registry.lineage_counts(db, ids), queries.prompt_lineage_counts(db, ids)
+    demonstrated = demonstrations.lineage_counts(db, ids)
+    names = {v.id: v.name for v in versions}
+
+    def name_of(version_id: int | None) -> str | None:
+        if version_id is None:
+            return None
+        if version_id not in names:
+            found = registry.find(db, version_id)
+            names[version_id] = found.name if found is not None else ""
+        return names[version_id] or None
+
+    out = []
+    for v in versions:
+        view = VersionOut.model_validate(v)
+        view.parent, view.reference_version = name_of(v.parent_id), name_of(v.reference_version_id)
+        view.incumbent_version = name_of(v.incumbent_version_id)
+        view.comparisons, view.rollout_prompts = counts.get(v.id, 0), rollouts.get(v.id, 0)
+        view.demonstrations = demonstrated.get(v.id, 0)
+        out.append(view)
+    return out

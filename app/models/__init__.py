@@ -1,29 +1,39 @@
 """ORM tables, one module per aggregate. Importing this package registers every table on `Base.metadata`."""
 
 from app.models.base import Base, utcnow
+from app.models.demonstrations import Demonstration
 from app.models.jobs import Job, JobEvent
-from app.models.labeling import Assignment, Comparison, Ranking, Slot
+from app.models.labeling import Assignment, Comparison, Ranking, RankingVersion, Slot
 from app.models.projects import Project
 from app.models.prompts import Completion, ImportRecord, Prompt
-from app.models.registry import ModelVersion, ModelVersionComparison, ModelVersionPrompt
-from app.models.users import ApiToken, LoginAttempt, User, UserSession
+from app.models.registry import (
+    ModelVersion,
+    ModelVersionComparison,
+    ModelVersionDemonstration,
+    ModelVersionPrompt,
+)
+from app.models.users import AccountLink, ApiToken, LoginAttempt, User, UserSession
 
 __all__ = [
+    "AccountLink",
     "ApiToken",
     "Assignment",
     "Base",
     "Comparison",
     "Completion",
+    "Demonstration",
     "ImportRecord",
     "Job",
     "JobEvent",
     "LoginAttempt",
     "ModelVersion",
     "ModelVersionComparison",
+    "ModelVersionDemonstration",
     "ModelVersionPrompt",
     "Project",
     "Prompt",
     "Ranking",
+    "RankingVersion",
     "Slot",
     "User",
     "UserSession",

@@ -116,6 +116,37 @@ class Ranking(Base):
     suggestion_shown: Mapped[bool] = mapped_column(Boolean, default=False)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Pairwise projects: how much better the winner is (0 = about the same, 1 slightly, 2 better, 3 much).
+    strength: Mapped[int | None] = mapped_column(Integer)
+    # An annotator may change a ranking within the project's edit window: the row then holds the newest
+    # version (1 = as first submitted) and each earlier one is kept in ranking_versions.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    revised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RankingVersion(Base):
+    """A superseded version of a ranking, exactly as it was before the annotator changed it.
+
+    The current version stays in `rankings` (same id, so every reader sees current data only); its
+    comparisons are regenerated, and the old version's content is kept here.
+    """
+
+    __tablename__ = "ranking_versions"
+    __table_args__ = (UniqueConstraint("ranking_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ranking_id: Mapped[int] = mapped_column(ForeignKey("rankings.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    ranks: Mapped[dict[str, int]] = mapped_column(JSON)
+    strength: Mapped[int | None] = mapped_column(Integer)
+    flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    likert: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    not_rankable: Mapped[bool] = mapped_column(Boolean, default=False)
+    demonstration: Mapped[str | None] = mapped_column(Text)
+    payload_hash: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Comparison(Base):
@@ -146,3 +177,5 @@ class Comparison(Base):
     import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"), index=True)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The pairwise preference strength of its ranking (exported as `margin` on request); None for rankings.
+    strength: Mapped[int | None] = mapped_column(Integer)

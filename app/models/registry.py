@@ -18,6 +18,9 @@ class ModelVersion(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('policy', 'reward')", name="kind"),
         CheckConstraint("status IN ('training', 'candidate', 'active', 'rejected')", name="status"),
+        CheckConstraint("promotion_state IS NULL OR promotion_state IN "
+                        "('provisional', 'confirmed', 'rolled_back', 'superseded')", name="promotion_state"),
+        CheckConstraint("role IS NULL OR role IN ('sft')", name="role"),
         Index("ix_model_versions_project_id_kind_status", "project_id", "kind", "status"),
     )
 
@@ -41,6 +44,17 @@ class ModelVersion(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Promotion by people (app.loop.promotion): a policy the training gates promote is "provisional" until
+    # human rankings that show it beside `incumbent_version_id` (the version it replaced) confirm it
+    # ("confirmed") or bring the incumbent back ("rolled_back"); "superseded" when another version was
+    # activated before people decided. None: not subject to it (reward models, base versions, gates only).
+    promotion_state: Mapped[str | None] = mapped_column(String(16))
+    promotion_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    incumbent_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    promotion_decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "sft": a policy a `train_sft` job trained on demonstrations; the newest such version is the project's
+    # frozen SFT reference (app.loop.service.sft_version). None: any other version.
+    role: Mapped[str | None] = mapped_column(String(16))
 
 
 class ModelVersionComparison(Base):
@@ -65,3 +79,17 @@ class ModelVersionPrompt(Base):
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
     )
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class ModelVersionDemonstration(Base):
+    """Lineage of SFT policy versions: demonstration `demonstration_id` was in the training data of
+    `model_version_id`."""
+
+    __tablename__ = "model_version_demonstrations"
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    demonstration_id: Mapped[int] = mapped_column(
+        ForeignKey("demonstrations.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

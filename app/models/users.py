@@ -1,4 +1,4 @@
-"""People and their credentials: users, API tokens, login sessions and login throttling."""
+"""People and their credentials: users, API tokens, login sessions, login throttling, invite and reset links."""
 
 from __future__ import annotations
 
@@ -33,8 +33,11 @@ class User(Base):
         return self.role == "admin"
 
 
+TOKEN_SCOPES = ("full", "read")
+
+
 class ApiToken(Base):
-    """A bearer token for the JSON API; only its SHA-256 is stored."""
+    """A bearer token for the JSON API; only its SHA-256 is stored. `read` tokens may only read (GET/HEAD)."""
 
     __tablename__ = "api_tokens"
 
@@ -46,6 +49,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scope: Mapped[str] = mapped_column(String(16), default="full", server_default="full")
 
 
 class UserSession(Base):
@@ -70,3 +75,26 @@ class LoginAttempt(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+LINK_KINDS = ("invite", "reset")
+
+
+class AccountLink(Base):
+    """A one-time, expiring link an admin hands out: an invitation (e-mail and role preset) or a password reset.
+
+    Only the token's SHA-256 is stored; `used_at` makes it one-time."""
+
+    __tablename__ = "account_links"
+    __table_args__ = (CheckConstraint("kind IN ('invite', 'reset')", name="kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[str | None] = mapped_column(String(16))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

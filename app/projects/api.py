@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException
 from app.auth.deps import ApiAdmin, ApiUser, DbSession
 from app.projects import service
 from app.projects.schemas import ProjectCreate, ProjectOut, ProjectUpdate
+from app.web.paths import Id
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
 
@@ -26,13 +27,13 @@ def list_projects(db: DbSession, user: ApiUser) -> list[ProjectOut]:
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
-def get_project(project_id: int, db: DbSession, user: ApiUser) -> ProjectOut:
+def get_project(project_id: Id, db: DbSession, user: ApiUser) -> ProjectOut:
     project = service.get(db, project_id, include_archived=user.is_admin)
     return ProjectOut.model_validate(project)
 
 
 @router.patch("/{project_id}", response_model=ProjectOut)
-def update_project(project_id: int, data: ProjectUpdate, db: DbSession, _admin: ApiAdmin) -> ProjectOut:
+def update_project(project_id: Id, data: ProjectUpdate, db: DbSession, _admin: ApiAdmin) -> ProjectOut:
     try:
         project = service.get(db, project_id)
         service.update(db, project, data)

@@ -107,6 +107,23 @@ def loop_run(project: Annotated[str, typer.Argument(help="Project id or name.")]
     emit(out, as_json, f"job {out['job_id']} ({out['kind']}) {out['status']}; a worker runs it (prefloop worker)")
 
 
+@loop_cli.command("sft")
+def loop_sft(project: Annotated[str, typer.Argument(help="Project id or name.")], as_json: JsonFlag = False) -> None:
+    """Train the SFT version on the project's demonstrations now (stage one of the loop; with none, the base
+    model stays the SFT version)."""
+    from app.projects import service
+    from app.scheduler import service as scheduler
+
+    try:
+        with cli_session() as db:
+            job = scheduler.run_sft_now(db, service.get_by_ref(db, project), requested_by="cli")
+            out = {"job_id": job.id, "kind": job.kind, "status": job.status}
+    except (service.ProjectNotFound, scheduler.SchedulerError) as exc:
+        fail(str(exc))
+        return
+    emit(out, as_json, f"job {out['job_id']} ({out['kind']}) {out['status']}; a worker runs it (prefloop worker)")
+
+
 @loop_cli.command("status")
 def loop_status(project: Annotated[str, typer.Argument(help="Project id or name.")], as_json: JsonFlag = False) -> None:
     """Where the loop stands: new comparisons, prompts waiting for candidates, active versions and jobs."""
@@ -123,6 +140,7 @@ def loop_status(project: Annotated[str, typer.Argument(help="Project id or name.
                    "new_comparisons": status.new_comparisons,
                    "prompts_without_completions": status.prompts_without_completions,
                    "eligible_prompts": status.eligible_prompts, "interval_minutes": status.interval_minutes,
+                   "demonstrations": status.demonstrations, "sft_due": status.sft_due,
                    "awaiting": status.awaiting.message() if status.awaiting is not None else None,
                    "waiting_for": status.waiting_for,
                    "active": active, "active_jobs": [{"id": j.id, "kind": j.kind, "status": j.status}

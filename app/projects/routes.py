@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from app.auth.deps import CurrentAdmin, CurrentUser, DbSession
 from app.projects import service
 from app.projects.schemas import ProjectCreate, ProjectUpdate
+from app.web.paths import Id
 from app.web.templating import render
 
 router = APIRouter(tags=["projects"])
@@ -71,7 +72,7 @@ def create_project(
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
-def project_page(request: Request, project_id: int, db: DbSession, user: CurrentUser) -> Response:
+def project_page(request: Request, project_id: Id, db: DbSession, user: CurrentUser) -> Response:
     project = service.get(db, project_id, include_archived=user.is_admin)
     if not user.is_admin:
         return RedirectResponse(f"/projects/{project.id}/label", status_code=303)
@@ -79,7 +80,7 @@ def project_page(request: Request, project_id: int, db: DbSession, user: Current
 
 
 @router.get("/projects/{project_id}/edit", response_class=HTMLResponse)
-def edit_project_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+def edit_project_page(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
     project = service.get(db, project_id)
     settings_json = json.dumps(service.settings_of(project).model_dump(mode="json"), indent=2)
     return render(request, "projects/form.html", {"project": project, "error": None, "settings_json": settings_json})
@@ -88,7 +89,7 @@ def edit_project_page(request: Request, project_id: int, db: DbSession, _admin: 
 @router.post("/projects/{project_id}/edit", response_class=HTMLResponse)
 def update_project(
     request: Request,
-    project_id: int,
+    project_id: Id,
     db: DbSession,
     _admin: CurrentAdmin,
     name: Annotated[str, Form(max_length=200)],

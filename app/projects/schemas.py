@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AiRankings = Literal["exclude", "llm-judge"]
 """Which AI rankings (source 'ai') train the reward model and DPO; see `TrainingSettings.ai_rankings`."""
+
+# Settings sections refuse NaN and infinities, and every number has a range: a value accepted here is one the
+# labeling pages, the quality checks and the worker can use (issue 16: `gold_rate: 1e-320` once broke a project).
+_SECTION = ConfigDict(extra="forbid", allow_inf_nan=False)
+MIN_GOLD_RATE = 0.001
+"""The smallest non-zero gold rate: one task in a thousand (below that, gold would almost never be shown)."""
 
 DEFAULT_FLAGS = (
     "fails to follow the instruction",
@@ -20,11 +26,11 @@ DEFAULT_FLAGS = (
 
 
 class SamplingSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECTION
     temperature: float = Field(default=1.0, ge=0.0, le=5.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_new_tokens: int = Field(default=64, ge=1, le=8192)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     k: int | None = Field(default=None, ge=2, le=16, description="completions per prompt; default k_max")
     # Versions side by side (app.loop.planning.policy_mix): of a task's K candidates, `from_active` come
     # from the active policy and `from_sft` from the SFT version, the rest from the round's new candidate
@@ -43,13 +49,13 @@ class TrainingSettings(BaseModel):
     its own outputs and reinforces its errors).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECTION
     policy_model: str = ""
     reward_model: str = ""
     algorithm: Literal["ppo", "rloo", "dpo"] = "ppo"
     rm_epochs: int = Field(default=1, ge=1, le=100)
-    rm_lr: float = Field(default=1e-5, gt=0)
-    rm_batch_prompts: int = Field(default=8, ge=1)
+    rm_lr: float = Field(default=1e-5, gt=0, le=1.0)
+    rm_batch_prompts: int = Field(default=8, ge=1, le=4096)
     rm_heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     rm_accuracy_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
     rm_share_prefix: bool = Field(default=False, description="forward each prompt once per ranking group "
@@ -57,33 +63,45 @@ class TrainingSettings(BaseModel):
     ai_rankings: AiRankings = Field(default="exclude", description="AI rankings in RM/DPO training data: "
                                     "'exclude' (human + imported only) or 'llm-judge' (also LLM-judge ones; "
                                     "reward-model-ranked ones never)")
-    policy_lr: float = Field(default=1e-5, gt=0)
-    policy_steps: int = Field(default=20, ge=1)
+    policy_lr: float = Field(default=1e-5, gt=0, le=1.0)
+    policy_steps: int = Field(default=20, ge=1, le=1_000_000)
     policy_batch_prompts: int = Field(default=8, ge=1, le=1024,
                                       description="prompts per PPO/RLOO step; ranking groups per DPO step")
     rloo_k: int = Field(default=4, ge=2, le=64, description="RLOO samples per prompt (leave-one-out baseline)")
-    kl_beta: float = Field(default=0.02, ge=0.0)
-    dpo_beta: float = Field(default=0.1, gt=0.0)
-    kl_budget: float = Field(default=10.0, gt=0.0)
+    kl_beta: float = Field(default=0.02, ge=0.0, le=100.0)
+    dpo_beta: float = Field(default=0.1, gt=0.0, le=100.0)
+    kl_budget: float = Field(default=10.0, gt=0.0, le=1_000_000.0)
     reference: Literal["sft", "previous"] = Field(
         default="sft", description="the frozen KL reference of PPO/RLOO: the SFT version (InstructGPT) or "
         "the round's starting policy")
+    # Promotion by people (app.loop.promotion): a policy the gates above promote stays provisional until
+    # this many human rankings show it beside the incumbent; then the Bradley-Terry leaderboard decides.
+    confirm_rankings: int = Field(default=20, ge=0, le=100_000, description="human rankings with both a "
+                                  "provisional policy and its incumbent before people confirm or roll it back; "
+                                  "0: the training gates decide alone")
+    # SFT, stage one of the loop (train_sft): the base policy trained on the project's demonstrations.
+    sft_min_demonstrations: int = Field(default=1, ge=1, le=10_000_000, description="demonstrations that make "
+                                        "the loop train the SFT version before its first round")
+    sft_epochs: float = Field(default=2.0, gt=0.0, le=1000.0, description="passes over the demonstrations")
+    sft_lr: float = Field(default=1e-5, gt=0, le=1.0)
 
 
 class ScheduleSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECTION
     enabled: bool = False
-    retrain_every: int = Field(default=200, ge=1, description="new comparisons that trigger retraining")
-    prompts_per_round: int = Field(default=50, ge=1)
+    retrain_every: int = Field(default=200, ge=1, le=10_000_000, description="new comparisons that trigger retraining")
+    prompts_per_round: int = Field(default=50, ge=1, le=10_000_000)
     # Round planning (app.loop.planning.choose_prompts): never-ranked prompts first, then up to
     # `uncertain_share` of the round by reward-model uncertainty, then the least recently sampled.
     resample: bool = Field(default=True, description="choose already-ranked prompts again for new candidates")
     uncertain_share: float = Field(default=0.5, ge=0.0, le=1.0,
                                    description="at most this share of a round chosen by RM uncertainty")
+    interval_minutes: int = Field(default=0, ge=0, le=525_600, description="also start a round when none "
+                                  "started for this long (0: only on new comparisons or by hand)")
 
 
 class LabelingSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECTION
     flags: list[str] = Field(default_factory=lambda: list(DEFAULT_FLAGS), max_length=30)
     likert_enabled: bool = True
     likert_required: bool = False
@@ -91,15 +109,31 @@ class LabelingSettings(BaseModel):
     flags_required: bool = False
     demonstrations: bool = False
     layout: Literal["stacked", "side-by-side"] = "stacked"
+    # "pairwise": K = 2 and one choice on a 7-point preference scale (A much better … about the same … B much
+    # better, as Anthropic HH, Chatbot Arena and UltraFeedback collect it); stored as one comparison with
+    # its strength. Needs k_max = 2.
+    mode: Literal["ranking", "pairwise"] = "ranking"
+    edit_window_minutes: int = Field(
+        default=10, ge=0, le=24 * 60,
+        description="how long after submitting an annotator may change their last ranking (0: never)",
+    )
 
 
 class QualitySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gold_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    model_config = _SECTION
+    gold_rate: float = Field(default=0.0, ge=0.0, le=1.0,
+                             description=f"share of tasks that are gold checks: 0 (none) or {MIN_GOLD_RATE} to 1")
     gold_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     pause_below_threshold: bool = False
     active_selection: bool = False
     show_rm_suggestion: bool = False
+
+    @field_validator("gold_rate")
+    @classmethod
+    def _gold_rate(cls, value: float) -> float:
+        if 0.0 < value < MIN_GOLD_RATE:
+            raise ValueError(f"must be 0 (no gold) or at least {MIN_GOLD_RATE}")
+        return value
 
 
 class ProjectSettings(BaseModel):
@@ -128,6 +162,8 @@ class ProjectCreate(BaseModel):
     def _k_range(self) -> ProjectCreate:
         if self.k_max < self.k_min:
             raise ValueError(f"k_max ({self.k_max}) must be at least k_min ({self.k_min})")
+        if self.settings.labeling.mode == "pairwise" and self.k_max != 2:
+            raise ValueError(f"pairwise mode compares two answers: k_max must be 2, not {self.k_max}")
         return self
 
 

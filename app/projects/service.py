@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,7 +24,30 @@ class ProjectNotFound(NotFound, LookupError):
 
 def settings_of(project: Project) -> ProjectSettings:
     """The typed settings of a project (defaults filled in)."""
-    return ProjectSettings.model_validate(project.settings or {})
+    return _stored_settings(project.settings)
+
+
+def _stored_settings(stored: dict[str, Any] | None) -> ProjectSettings:
+    """Settings as stored. Values saved before their range was checked on write (a `gold_rate` of 1e-320)
+    read as their defaults, so such a project keeps working and the next save stores valid settings."""
+    data = copy.deepcopy(stored or {})
+    for _ in range(100):
+        try:
+            return ProjectSettings.model_validate(data)
+        except ValidationError as exc:
+            dropped = False
+            for error in exc.errors():
+                section, *rest = [*error["loc"], None]
+                holder = data.get(section) if isinstance(section, str) else None
+                if isinstance(holder, dict) and rest and rest[0] in holder:
+                    del holder[rest[0]]
+                    dropped = True
+                elif isinstance(section, str) and section in data:
+                    del data[section]
+                    dropped = True
+            if not dropped:
+                break
+    return ProjectSettings()
 
 
 def create(db: Session, data: ProjectCreate, created_by: User | None) -> Project:
@@ -64,7 +88,7 @@ def list_projects(db: Session, *, include_archived: bool = False) -> list[Projec
 
 
 def merge_settings(current: dict[str, Any], patch: dict[str, dict[str, object]]) -> ProjectSettings:
-    merged = ProjectSettings.model_validate(current or {}).model_dump(mode="json")
+    merged = _stored_settings(current).model_dump(mode="json")
     for section, values in patch.items():
         if section not in merged:
             raise ProjectError(f"settings.{section}: unknown section (known: {', '.join(merged)})")
@@ -91,6 +115,8 @@ def update(db: Session, project: Project, data: ProjectUpdate) -> Project:
         raise ProjectError(f"k_max ({project.k_max}) must be at least k_min ({project.k_min})")
     if data.settings is not None:
         project.settings = merge_settings(project.settings, data.settings).model_dump(mode="json")
+    if settings_of(project).labeling.mode == "pairwise" and project.k_max != 2:
+        raise ProjectError(f"pairwise mode compares two answers: k_max must be 2, not {project.k_max}")
     if data.archived is not None:
         project.archived_at = utcnow() if data.archived else None
     db.flush()

@@ -183,9 +183,15 @@ def _unit(seed: int | str, *parts: object) -> float:
     return int.from_bytes(h[:8], "big") / 2.0**64
 
 
+_NEVER = 2**62
+"""A task number no annotator reaches: where a block starts when b / rate is too large for a float to hold."""
+
+
 def _block_start(b: int, rate: float) -> int:
-    # The epsilon keeps e.g. 3 / 0.1 = 30.000000000000004 in block 3, not 31.
-    return math.ceil(b / rate - 1e-9)
+    # The epsilon keeps e.g. 3 / 0.1 = 30.000000000000004 in block 3, not 31. A tiny rate (1e-320) makes
+    # b / rate infinite, and ceil(inf) an OverflowError: such a block simply starts beyond any task.
+    start = b / rate - 1e-9
+    return math.ceil(start) if abs(start) < _NEVER else int(math.copysign(_NEVER, start))
 
 
 def should_inject_gold(rate: float, annotator_id: Id, task_counter: int, seed: int | str = 0) -> bool:
@@ -197,7 +203,7 @@ def should_inject_gold(rate: float, annotator_id: Id, task_counter: int, seed: i
     annotator has seen rate * n gold items, within one, yet the positions are unpredictable and
     differ between annotators.
     """
-    if rate <= 0:
+    if not rate > 0:  # NaN included
         return False
     if rate >= 1:
         return True

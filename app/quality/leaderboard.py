@@ -33,21 +33,43 @@ class LeaderboardRow:
                 "ci_high": self.ci_high, "n_comparisons": self.n_comparisons}
 
 
-def leaderboard(
-    records: Iterable[RankingRecord],
-    weights: Mapping[Id, float] | None = None,
-    n_bootstrap: int = 200,
-    seed: int = 0,
-    level: float = 0.95,
-    l2: float = 0.01,
-) -> list[LeaderboardRow]:
-    """Models sorted by score (best first).
+@dataclass(frozen=True)
+class HeadToHead:
+    """Model `a` against model `b` on one Bradley-Terry fit: the score difference a - b (Elo-like points)
+    with its bootstrap percentile interval, the share of bootstrap refits in which `a` scores higher, and
+    the direct pairs (a completion of one ranked strictly above one of the other)."""
 
-    Each human ranking with `model_of` becomes the strict pairwise comparisons between completions
+    a: str
+    b: str
+    difference: float
+    ci_low: float | None
+    ci_high: float | None
+    p_a_better: float | None
+    a_wins: int
+    b_wins: int
+
+    def to_dict(self) -> dict[str, float | int | str | None]:
+        return {"a": self.a, "b": self.b, "difference": self.difference, "ci_low": self.ci_low,
+                "ci_high": self.ci_high, "p_a_better": self.p_a_better, "a_wins": self.a_wins, "b_wins": self.b_wins}
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """One Bradley-Terry fit over models: index by name, log-strengths, bootstrap refits (or None),
+    comparisons per model and direct strict wins by (winner, loser) index."""
+
+    idx: dict[str, int]
+    theta: np.ndarray
+    boots: np.ndarray | None
+    counts: np.ndarray
+    wins: np.ndarray
+
+
+def _fit(records: Iterable[RankingRecord], weights: Mapping[Id, float] | None, n_bootstrap: int, seed: int,
+         l2: float) -> _Fit | None:
+    """Each human ranking with `model_of` becomes the strict pairwise comparisons between completions
     of different models (same-model pairs say nothing about models). The bootstrap resamples whole
-    rankings with replacement (their pairs are not independent), refits, and takes percentiles.
-    `weights` maps ranking_id -> trust weight.
-    """
+    rankings with replacement (their pairs are not independent) and refits."""
     idx: dict[str, int] = {}
     events: list[tuple[int, tuple[int, int], float]] = []
     owner: list[int] = []  # which ranking each event came from
@@ -67,7 +89,7 @@ def leaderboard(
             owner.append(n_rank)
         n_rank += 1
     if not events:
-        return []
+        return None
     n_items = len(idx)
     # Many rankings repeat the same model pair: fit on the n x n table of summed weights instead of
     # one event per comparison (same likelihood, far fewer events, so the bootstrap is cheap).
@@ -84,23 +106,70 @@ def leaderboard(
 
     theta = fit(base_w)
     counts = np.bincount(code // n_items, minlength=n_items) + np.bincount(code % n_items, minlength=n_items)
-    lo = hi = None
+    boots = None
     if n_bootstrap > 0 and n_rank > 1:
         rng = np.random.default_rng(seed)
         boots = np.empty((n_bootstrap, n_items))
         for b in range(n_bootstrap):
             draw = np.bincount(rng.integers(0, n_rank, n_rank), minlength=n_rank).astype(float)
             boots[b] = fit(base_w * draw[owner_arr], theta)
+    wins = np.bincount(code, minlength=n_items * n_items).reshape(n_items, n_items)
+    return _Fit(idx, theta, boots, counts, wins)
+
+
+def leaderboard(
+    records: Iterable[RankingRecord],
+    weights: Mapping[Id, float] | None = None,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    l2: float = 0.01,
+) -> list[LeaderboardRow]:
+    """Models sorted by score (best first), with `level` bootstrap percentile intervals (see `_fit`).
+    `weights` maps ranking_id -> trust weight."""
+    fitted = _fit(records, weights, n_bootstrap, seed, l2)
+    if fitted is None:
+        return []
+    lo = hi = None
+    if fitted.boots is not None:
         tail = (1.0 - level) / 2.0 * 100.0
-        lo, hi = np.percentile(boots * ELO, [tail, 100.0 - tail], axis=0)
+        lo, hi = np.percentile(fitted.boots * ELO, [tail, 100.0 - tail], axis=0)
     rows = [
         LeaderboardRow(
             name=str(name),
-            score=float(theta[i] * ELO),
+            score=float(fitted.theta[i] * ELO),
             ci_low=None if lo is None else float(lo[i]),
             ci_high=None if hi is None else float(hi[i]),
-            n_comparisons=int(counts[i]),
+            n_comparisons=int(fitted.counts[i]),
         )
-        for name, i in idx.items()
+        for name, i in fitted.idx.items()
     ]
     return sorted(rows, key=lambda r: (-r.score, r.name))
+
+
+def head_to_head(
+    records: Iterable[RankingRecord],
+    a: str,
+    b: str,
+    weights: Mapping[Id, float] | None = None,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    l2: float = 0.01,
+) -> HeadToHead | None:
+    """Model `a` against `b` on the fit over every model of `records` (indirect evidence through the
+    other models counts too), or None when either has no strict comparison with another model. The
+    interval is of the difference itself, from the same bootstrap refits: two overlapping per-model
+    intervals can still hide a clear difference."""
+    fitted = _fit(records, weights, n_bootstrap, seed, l2)
+    if fitted is None or a not in fitted.idx or b not in fitted.idx:
+        return None
+    i, j = fitted.idx[a], fitted.idx[b]
+    lo = hi = p_better = None
+    if fitted.boots is not None:
+        diffs = (fitted.boots[:, i] - fitted.boots[:, j]) * ELO
+        tail = (1.0 - level) / 2.0 * 100.0
+        lo, hi = (float(x) for x in np.percentile(diffs, [tail, 100.0 - tail]))
+        p_better = float(np.mean(diffs > 0))
+    return HeadToHead(a, b, float((fitted.theta[i] - fitted.theta[j]) * ELO), lo, hi, p_better,
+                      int(fitted.wins[i, j]), int(fitted.wins[j, i]))

@@ -31,8 +31,9 @@ class CompletionInfo:
 
 def fingerprint(db: Session, project_id: int) -> tuple[Any, ...]:
     """A cheap summary that changes whenever the report's inputs change (cache key)."""
+    # The version sum moves when an annotator changes a ranking in place (app.labeling.revision).
     rankings = db.execute(
-        select(func.count(), func.max(Ranking.id)).where(
+        select(func.count(), func.max(Ranking.id), func.coalesce(func.sum(Ranking.version), 0)).where(
             Ranking.project_id == project_id, Ranking.source.in_(ASSESSED_SOURCES)
         )
     ).one()

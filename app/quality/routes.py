@@ -18,6 +18,7 @@ from app.models import Prompt
 from app.projects import service as projects
 from app.quality import gold_admin, plots, service, weights
 from app.quality.picker import install
+from app.web.paths import Id
 from app.web.templating import render
 
 install()  # the web app always claims through the quality picker (gold injection, pausing)
@@ -80,7 +81,7 @@ def csv_response(rows: list[dict[str, Any]], filename: str) -> Response:
 @router.get("/projects/{project_id}/quality", response_class=HTMLResponse)
 def dashboard(
     request: Request,
-    project_id: int,
+    project_id: Id,
     db: DbSession,
     _admin: CurrentAdmin,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
@@ -111,7 +112,7 @@ def dashboard(
 
 
 @router.get("/projects/{project_id}/quality/{table}.csv")
-def plot_csv(project_id: int, table: str, db: DbSession, _admin: CurrentAdmin) -> Response:
+def plot_csv(project_id: Id, table: str, db: DbSession, _admin: CurrentAdmin) -> Response:
     builder = CSV_TABLES.get(table)
     if builder is None:
         raise HTTPException(status_code=404, detail=f"no quality table {table!r} (known: {', '.join(CSV_TABLES)})")
@@ -120,13 +121,13 @@ def plot_csv(project_id: int, table: str, db: DbSession, _admin: CurrentAdmin) -
 
 
 @router.post("/projects/{project_id}/quality/weights")
-def recompute_weights_action(project_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+def recompute_weights_action(project_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
     weights.recompute_trust_weights(db, projects.get(db, project_id))
     return RedirectResponse(f"/projects/{project_id}/quality?notice=weights", status_code=303)
 
 
 @router.get("/projects/{project_id}/quality/gold", response_class=HTMLResponse)
-def gold_page(request: Request, project_id: int, db: DbSession, _admin: CurrentAdmin,
+def gold_page(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin,
               notice: Annotated[str, Query(max_length=20)] = "", error: str | None = None) -> Response:
     project = projects.get(db, project_id)
     items = gold_admin.gold_prompts(db, project.id)
@@ -147,7 +148,7 @@ def gold_page(request: Request, project_id: int, db: DbSession, _admin: CurrentA
 @router.post("/projects/{project_id}/quality/gold", response_class=HTMLResponse)
 def mark_gold_form(
     request: Request,
-    project_id: int,
+    project_id: Id,
     db: DbSession,
     admin: CurrentAdmin,
     prompt_id: Annotated[int, Form()],
@@ -166,7 +167,7 @@ def mark_gold_form(
 @router.post("/projects/{project_id}/quality/gold/generate", response_class=HTMLResponse)
 def generate_gold_form(
     request: Request,
-    project_id: int,
+    project_id: Id,
     db: DbSession,
     admin: CurrentAdmin,
     count: Annotated[int, Form(ge=1, le=1000)] = 10,
@@ -181,7 +182,7 @@ def generate_gold_form(
 
 
 @router.post("/projects/{project_id}/quality/gold/{prompt_id}/unmark")
-def unmark_gold_form(project_id: int, prompt_id: int, db: DbSession, _admin: CurrentAdmin) -> Response:
+def unmark_gold_form(project_id: Id, prompt_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
     gold_admin.unmark_gold(db, projects.get(db, project_id), _prompt(db, prompt_id, project_id))
     return RedirectResponse(f"/projects/{project_id}/quality/gold?notice=unmarked", status_code=303)
 
@@ -190,14 +191,14 @@ def unmark_gold_form(project_id: int, prompt_id: int, db: DbSession, _admin: Cur
 
 
 @router.get("/api/projects/{project_id}/quality")
-def quality_api(project_id: int, db: DbSession, _admin: ApiAdmin,
+def quality_api(project_id: Id, db: DbSession, _admin: ApiAdmin,
                 fresh: Annotated[bool, Query()] = False) -> JSONResponse:
     q = service.get_quality(db, projects.get(db, project_id), fresh=fresh)
     return JSONResponse(q.to_dict())
 
 
 @router.post("/api/projects/{project_id}/quality/weights")
-def weights_api(project_id: int, db: DbSession, _admin: ApiAdmin) -> dict[str, Any]:
+def weights_api(project_id: Id, db: DbSession, _admin: ApiAdmin) -> dict[str, Any]:
     return weights.recompute_trust_weights(db, projects.get(db, project_id)).to_dict()
 
 
@@ -207,7 +208,7 @@ def _gold_out(prompt: Prompt) -> dict[str, Any]:
 
 
 @router.put("/api/prompts/{prompt_id}/gold")
-def put_gold_api(prompt_id: int, db: DbSession, _admin: ApiAdmin,
+def put_gold_api(prompt_id: Id, db: DbSession, _admin: ApiAdmin,
                  spec: Annotated[Any, Body(embed=True)]) -> dict[str, Any]:
     """Body: {"spec": [{"better": "A", "worse": "C"}, {"last": "D"}, ...]} (letters or completion ids)."""
     prompt = _prompt(db, prompt_id)
@@ -219,7 +220,7 @@ def put_gold_api(prompt_id: int, db: DbSession, _admin: ApiAdmin,
 
 
 @router.delete("/api/prompts/{prompt_id}/gold")
-def delete_gold_api(prompt_id: int, db: DbSession, _admin: ApiAdmin) -> dict[str, Any]:
+def delete_gold_api(prompt_id: Id, db: DbSession, _admin: ApiAdmin) -> dict[str, Any]:
     prompt = _prompt(db, prompt_id)
     gold_admin.unmark_gold(db, projects.get(db, prompt.project_id), prompt)
     return _gold_out(prompt)
@@ -227,7 +228,7 @@ def delete_gold_api(prompt_id: int, db: DbSession, _admin: ApiAdmin) -> dict[str
 
 @router.post("/api/projects/{project_id}/gold/generate")
 def generate_gold_api(
-    project_id: int,
+    project_id: Id,
     db: DbSession,
     _admin: ApiAdmin,
     count: Annotated[int, Body(ge=1, le=1000)] = 10,

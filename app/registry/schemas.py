@@ -28,13 +28,26 @@ class VersionOut(BaseModel):
     job_id: int | None
     created_at: datetime
     activated_at: datetime | None
+    promotion_state: str | None = None
+    promotion_reason: str = ""
+    incumbent_version_id: int | None = None
+    promotion_decided_at: datetime | None = None
+    # "sft": trained by train_sft on demonstrations (the newest such version is the SFT reference).
+    role: str | None = None
+    # Names of the versions the ids above point to, and lineage counts (comparisons that trained it;
+    # PPO/RLOO: the prompts its rollouts were drawn from; SFT: the demonstrations it trained on).
+    parent: str | None = None
+    reference_version: str | None = None
+    incumbent_version: str | None = None
     comparisons: int = 0
     rollout_prompts: int = 0
+    demonstrations: int = 0
 
 
 class VersionDetailOut(VersionOut):
     comparison_ids: list[int] = Field(default_factory=list)
     rollout_prompt_ids: list[int] = Field(default_factory=list)
+    demonstration_ids: list[int] = Field(default_factory=list)
 
 
 class PromoteIn(BaseModel):

@@ -6,7 +6,9 @@ Promotion (decided by the training job, overridable by an admin):
 - policy: active when its mean reward after training beats the starting policy's, its KL to the
   starting policy stays within `training.kl_budget`, and no reward model trained on newer rankings (a
   judge, see `policy_decision`) sees its mean reward fall.
-Otherwise the version is kept as `rejected` with the reason. Never commits.
+Otherwise the version is kept as `rejected` with the reason. A policy the gates promote can be held
+`provisional` until people confirm it (`promote_provisionally`; the check is app.loop.promotion). Never
+commits.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app.projects.service import settings_of
 from app.registry import queries
 
 KINDS = ("policy", "reward")
+PROVISIONAL, CONFIRMED, ROLLED_BACK, SUPERSEDED = "provisional", "confirmed", "rolled_back", "superseded"
 
 
 class RegistryError(Conflict, ValueError):
@@ -194,18 +197,60 @@ def apply_decision(db: Session, version: ModelVersion, decision: Decision) -> No
 
 
 def promote(db: Session, version: ModelVersion, reason: str, by: str = "") -> ModelVersion | None:
-    """Make `version` the active one of its kind; the previously active version becomes a candidate."""
+    """Make `version` the active one of its kind; the previously active version becomes a candidate.
+
+    A provisional version superseded this way is no longer waiting for people ("superseded"); a version with
+    a promotion state that an admin promotes by hand (`by`) is confirmed by that admin, overruling people.
+    """
     if version.status == "training" or not version.checkpoint_path:
         raise RegistryError(f"{version.name} has no finished checkpoint and cannot be activated")
     previous = queries.active(db, version.project_id, version.kind)
     if previous is not None and previous.id != version.id:
         previous.status = "candidate"
         previous.status_reason = f"superseded by {version.name}" + (f" ({by})" if by else "")
+        if previous.promotion_state == PROVISIONAL:
+            _settle(previous, SUPERSEDED, f"{version.name} was activated before people decided")
     version.status = "active"
     version.status_reason = reason + (f" ({by})" if by and reason else by)
     version.activated_at = utcnow()
+    if by and version.promotion_state is not None and version.promotion_state != CONFIRMED:
+        _settle(version, CONFIRMED, f"confirmed by hand by {by}")
     db.flush()
     return previous
+
+
+def _settle(version: ModelVersion, state: str, reason: str) -> None:
+    version.promotion_state, version.promotion_reason = state, reason[:2000]
+    version.promotion_decided_at = utcnow()
+
+
+def promote_provisionally(db: Session, version: ModelVersion, reason: str, rankings_needed: int) -> ModelVersion | None:
+    """Activate a policy the training gates promoted, provisionally: it stays `provisional` until
+    `rankings_needed` human rankings that show it beside the version it replaced (the incumbent, kept
+    as `incumbent_version_id`) confirm it or roll it back. Without an incumbent it is simply active."""
+    previous = promote(db, version, reason)
+    if previous is None or previous.id == version.id or rankings_needed <= 0:
+        return previous
+    version.promotion_state, version.incumbent_version_id = PROVISIONAL, previous.id
+    version.promotion_reason = (f"promoted by the training gates; awaits {rankings_needed} human rankings that "
+                                f"show it beside {previous.name}")
+    version.promotion_decided_at = None
+    db.flush()
+    return previous
+
+
+def confirm_by_people(db: Session, version: ModelVersion, reason: str) -> None:
+    """People's rankings confirmed a provisional version: it stays active."""
+    _settle(version, CONFIRMED, reason)
+    db.flush()
+
+
+def roll_back_by_people(db: Session, version: ModelVersion, incumbent: ModelVersion, reason: str) -> None:
+    """People preferred the incumbent: it is active again and the provisional version is rejected."""
+    promote(db, incumbent, f"re-activated: people preferred it to {version.name}")
+    version.status, version.status_reason = "rejected", f"rolled back to {incumbent.name} by people"
+    _settle(version, ROLLED_BACK, reason)
+    db.flush()
 
 
 def rollback(db: Session, project_id: int, kind: str, by: str = "") -> ModelVersion:
@@ -224,6 +269,8 @@ def rollback(db: Session, project_id: int, kind: str, by: str = "") -> ModelVers
     target = max(earlier, key=lambda v: (v.activated_at, v.id))
     promote(db, target, "rolled back", by)
     current.status, current.status_reason = "rejected", f"rolled back to {target.name}" + (f" by {by}" if by else "")
+    if current.promotion_state in (PROVISIONAL, SUPERSEDED):
+        _settle(current, ROLLED_BACK, f"rolled back to {target.name} by hand" + (f" by {by}" if by else ""))
     db.flush()
     return target
 

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,12 +48,15 @@ def _wants_json(request: Request) -> bool:
 
 
 def error_response(request: Request, status: int, detail: object, headers: dict[str, str] | None = None,
-                   title: str | None = None) -> Response:
-    """A browser gets the error page; the API an RFC 9457 problem document (`detail` as before, plus
-    `type`, `title` and `status`)."""
+                   title: str | None = None, errors: list[dict[str, Any]] | None = None) -> Response:
+    """A browser gets the error page; the API an RFC 9457 problem document: `type`, `title`, `status`, and
+    `detail` — always a string, as RFC 9457 has it — plus, for invalid input, `errors` (one entry per problem:
+    `loc`, `msg`, `type`), the shape the OpenAPI schema documents (see `document_problems`)."""
     if _wants_json(request):
-        problem = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status,
-                   "detail": detail}
+        problem: dict[str, Any] = {"type": "about:blank", "title": title or HTTPStatus(status).phrase,
+                                   "status": status, "detail": detail if isinstance(detail, str) else str(detail)}
+        if errors is not None:
+            problem["errors"] = errors
         return JSONResponse(problem, status_code=status, headers=headers, media_type="application/problem+json")
     message = detail if isinstance(detail, str) else "The request could not be processed."
     response = render(request, "error.html", {"status": status, "message": message}, status_code=status)
@@ -62,7 +66,8 @@ def error_response(request: Request, status: int, detail: object, headers: dict[
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers; no stack trace ever reaches a client."""
+    """Register the handlers, and document what they send; no stack trace ever reaches a client."""
+    document_problems(app)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:
@@ -86,10 +91,8 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
         ]
-        if _wants_json(request):
-            return error_response(request, 422, errors, title="Invalid input")
         text = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in errors)
-        return error_response(request, 422, f"Invalid input — {text}")
+        return error_response(request, 422, f"Invalid input — {text}", title="Invalid input", errors=errors)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
@@ -106,3 +109,52 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "Internal error; it has been logged.")
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "An RFC 9457 problem document; `errors` lists each problem of invalid input (422).",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Publish the error shape the handlers above send: FastAPI documents every 422 as its own
+    `HTTPValidationError` (`detail` a list, as application/json); here each 422 is the Problem document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()  # FastAPI caches it on app.openapi_schema; it is changed in place below
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components["Problem"] = PROBLEM_SCHEMA
+        for operation in (op for item in schema.get("paths", {}).values() for op in item.values()):
+            response = operation.get("responses", {}).get("422") if isinstance(operation, dict) else None
+            if response is not None:
+                response["content"] = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

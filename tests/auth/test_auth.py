@@ -52,7 +52,8 @@ def test_generic_failure_and_throttling(client: TestClient, db: Session) -> None
     locked = client.post(
         "/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token}, follow_redirects=False
     )
-    assert locked.status_code == 401, "the right password must not work while the account is throttled"
+    assert locked.status_code == 429, "the right password must not work while the account is throttled"
+    assert int(locked.headers["retry-after"]) > 60 and "Too many sign-in attempts" in locked.text
 
 
 def test_csrf_required_on_forms_and_json(client: TestClient, db: Session) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from datetime import timedelta
 from pathlib import Path
 
@@ -237,6 +239,17 @@ def test_export_to_file_is_atomic(filled: tuple[Project, User], clean_engine: En
     target = tmp_path / "pairs.parquet"
     assert export_to_file(clean_engine, project.id, "pairs", "parquet", target) == 4
     assert pq.read_table(target).num_rows == 4 and [p.name for p in tmp_path.iterdir()] == ["pairs.parquet"]
+
+
+def test_export_file_mode_follows_the_umask(filled: tuple[Project, User], clean_engine: Engine,
+                                            tmp_path: Path) -> None:
+    project, _ = filled
+    previous = os.umask(0o027)
+    try:
+        export_to_file(clean_engine, project.id, "pairs", "jsonl", tmp_path / "pairs.jsonl")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "pairs.jsonl").stat().st_mode) == 0o640  # not mkstemp's 0600
 
 
 def test_http_export_streams_for_admins(client: TestClient, db: Session, filled: tuple[Project, User]) -> None:

@@ -87,3 +87,10 @@ def test_flag_annotators() -> None:
     assert flags["bad"].flagged and flags["bad"].accuracy == 0.5 and flags["bad"].n_constraints == 12
     assert flags["bad"].ci_low is not None and flags["bad"].ci_low < 0.5 < (flags["bad"].ci_high or 0)
     assert not flags["new"].flagged and flags["new"].n_items == 2  # too few items to judge
+
+
+@pytest.mark.parametrize("rate", [1e-320, 5e-324, 1e-300, 1e-17, float("nan"), float("inf"), -1e-320])
+def test_injection_schedule_never_overflows(rate: float) -> None:
+    """Issue 16: a gold rate of 1e-320 made b / rate infinite and ceil() raise OverflowError on every task page."""
+    shown = [should_inject_gold(rate, 7, n) for n in (0, 1, 2, 10**6)]
+    assert shown == [rate == float("inf")] * 4  # a vanishing rate shows no gold in any reachable task

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from tests.factories import login, make_project, make_prompt, make_user
 
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics"),
-          ("GET", "/static-gen/highlight.css"), ("GET", "/openapi.json"), ("POST", "/logout")}
+          ("GET", "/static-gen/highlight.css"), ("GET", "/openapi.json"), ("POST", "/logout"),
+          # The one-time invite and reset links: whoever holds the secret in the path (a wrong one gets 404).
+          ("GET", "/invite/1"), ("GET", "/reset/1")}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 

@@ -30,13 +30,14 @@ PROMPTS = [
 
 def tiny_loop_project(db: Session, models: dict[str, Path], *, algorithm: str = "ppo", prompts: int = 12,
                       per_round: int = 6, retrain_every: int = 18, k: int = 3, **training: Any) -> Project:
-    """A project wired to the tiny models: K = 3 (or `k`), one ranking per prompt, short generations, few steps."""
+    """A project wired to the tiny models: K = 3 (or `k`), one ranking per prompt, short generations, few steps.
+    The training gates decide promotion alone unless a test passes `confirm_rankings` (promotion by people)."""
     settings = {
         "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "seed": 0, "k": k},
         "training": {"policy_model": str(models["policy"]), "reward_model": str(models["reward"]),
                      "algorithm": algorithm, "rm_epochs": 1, "rm_lr": 1e-3, "rm_batch_prompts": 2,
                      "rm_heldout_fraction": 0.25, "policy_lr": 1e-3, "policy_steps": 3, "kl_budget": 1000.0,
-                     "rm_accuracy_tolerance": 1.0, **training},
+                     "rm_accuracy_tolerance": 1.0, "confirm_rankings": 0, **training},
         "schedule": {"enabled": True, "retrain_every": retrain_every, "prompts_per_round": per_round},
     }
     project = make_project(db, k_min=2, k_max=k, annotations_per_prompt=1, settings=settings)

@@ -4,7 +4,9 @@ A scripted annotator ranks every task through the JSON API; the worker alone run
 model → RLOO policy → sampling → scoring). Every round must sample new candidates (from round 2 on for
 prompts already ranked), every RL version must take its KL against the same frozen SFT version and carry
 lineage rows, every sampling must be scored by the active reward model, and tasks after round 1 must put
-several policy versions side by side.
+several policy versions side by side. Promotion by people is on (`training.confirm_rankings` = one
+round's rankings): each policy the gates promote is provisional until the scripted annotator's rankings of
+the next round's tasks, which show it beside its incumbent, confirm it or roll it back at the next tick.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def test_three_rounds_on_a_fixed_pool(db: Session, client: TestClient, clean_eng
     assert dialect in ("sqlite", "postgresql")
     project = tiny_loop_project(db, tiny_models, algorithm="rloo", prompts=POOL, per_round=PER_ROUND,
                                 retrain_every=1, k=K, policy_steps=2, policy_batch_prompts=2,
-                                rloo_k=2)
+                                rloo_k=2, confirm_rankings=PER_ROUND)
     headers = api_token(db, make_user(db, "annotator"))
     scheduler.run_loop_now(db, project, "admin")
     db.commit()
@@ -50,6 +52,7 @@ def test_three_rounds_on_a_fixed_pool(db: Session, client: TestClient, clean_eng
     assert annotate_all(client, project.id, headers) == PER_ROUND
 
     seen_prompts: set[int] = set(db.scalars(select(Completion.prompt_id).distinct()))
+    promoted: list[int] = []
     db.commit()
     for round_number in (1, 2, 3):
         before = set(db.scalars(select(Completion.id)))
@@ -91,6 +94,12 @@ def test_three_rounds_on_a_fixed_pool(db: Session, client: TestClient, clean_eng
         db.commit()
 
         assert annotate_all(client, project.id, headers) == PER_ROUND, round_number
+        if candidate["status"] == "active":  # provisional: these PER_ROUND rankings show it beside its incumbent
+            version = db.get(ModelVersion, candidate["version_id"])
+            assert version is not None and version.promotion_state == "provisional", round_number
+            assert version.incumbent_version_id is not None
+            assert all(version.incumbent_version_id in v for v in per_prompt.values()), round_number
+            promoted.append(version.id)
         task = db.scalars(select(Assignment).where(Assignment.prompt_id.in_(prompts))
                           .order_by(Assignment.id.desc())).first()
         assert task is not None and len(task.shown_completion_ids) == K
@@ -108,6 +117,16 @@ def test_three_rounds_on_a_fixed_pool(db: Session, client: TestClient, clean_eng
         assert version.training_config["reward_version_id"] == version.reward_version_id
         assert len(loop.rollout_prompts(db, version.id)) > 0, version.name  # lineage: its rollout prompts
         assert version.status in ("active", "rejected", "candidate")
+    # People decided every promoted version but the last (its rankings are in, but no tick ran since).
+    assert promoted, "no round's policy passed the gates: nothing for people to confirm"
+    scheduler.tick(db)
+    db.commit()
+    db.expire_all()
+    for version_id in promoted:
+        version = db.get(ModelVersion, version_id)
+        assert version is not None and version.promotion_state in ("confirmed", "rolled_back"), version_id
+        assert version.promotion_reason.startswith("people prefer"), version.promotion_reason
+        assert (version.status == "rejected") == (version.promotion_state == "rolled_back")
     rewards = db.scalars(select(ModelVersion).where(ModelVersion.project_id == project.id,
                                                     ModelVersion.kind == "reward",
                                                     ModelVersion.data_watermark.is_not(None))).all()

@@ -1,4 +1,5 @@
-"""`prefloop models …`: create local models (the tiny CPU models used by CI, the demo and benchmarks)."""
+"""`prefloop models …`: list a project's model versions (`list`), create local models (the tiny CPU models
+used by CI, the demo and benchmarks)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,43 @@ from typing import Annotated, Any
 
 import typer
 
-cli = typer.Typer(help="Create local models (no downloads).", no_args_is_help=True)
+cli = typer.Typer(help="Model versions of a project; local models (no downloads).", no_args_is_help=True)
 
 
 @cli.callback()
 def _group() -> None:
-    """Create local models (no downloads)."""
+    """Model versions of a project; local models (no downloads)."""
+
+
+@cli.command("list")
+def list_command(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    kind: Annotated[str | None, typer.Option(help="policy or reward (default: both).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Every version, newest first: kind, status, parent, reference, lineage counts and promotion state with
+    its reason (the fields of GET /api/projects/{id}/models but metrics and training_config)."""
+    from app.cli import cli_session, emit, fail
+    from app.loop import service as loop
+    from app.projects import service as projects
+    from app.registry import service as registry
+
+    if kind is not None and kind not in registry.KINDS:
+        fail("--kind must be policy or reward")
+    try:
+        with cli_session() as db:
+            row = projects.get_by_ref(db, project)
+            views = loop.version_views(db, registry.list_versions(db, row.id, kind))
+            rows = [v.model_dump(mode="json", exclude={"metrics", "training_config"}) for v in views]
+    except projects.ProjectNotFound as exc:
+        fail(str(exc))
+        return
+    lines = [f"{r['name']}\t{r['kind']}\t{r['status']}\tparent={r['parent'] or '-'}\t"
+             f"reference={r['reference_version'] or '-'}\tcomparisons={r['comparisons']}\t"
+             f"rollout_prompts={r['rollout_prompts']}\tdemonstrations={r['demonstrations']}\t"
+             f"promotion={r['promotion_state'] or '-'}"
+             + (f" ({r['promotion_reason']})" if r["promotion_reason"] else "") for r in rows]
+    emit(rows, as_json, "\n".join(lines) or "no model versions")
 
 
 def _texts_from_value(value: Any) -> list[str]:

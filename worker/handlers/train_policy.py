@@ -8,7 +8,8 @@ drift from it round after round; "previous" for the starting policy), recorded o
 `reference_version_id`, with the reward model as `reward_version_id` and the rollout prompts as lineage
 rows (DPO: the comparisons). Metrics keep the per-step history for the plots on the models page. Like
 reward training, the version row and output directory belong to the job, so a retry resumes from the
-saved training state.
+saved training state. A version the gates promote is provisional until people confirm it
+(app.loop.promotion, `training.confirm_rankings`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from app.db import unit_of_work
 from app.jobs import queue
 from app.jobs.schemas import TrainPolicyPayload
+from app.loop import promotion
 from app.loop import service as loop
 from app.projects.service import settings_of
 from app.registry import datasets
@@ -151,9 +153,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
         registry.record_training(db, version, checkpoint_path=str(result.checkpoint), metrics=metrics,
                                  comparison_ids=comparison_ids)
         loop.record_rollout_lineage(db, version.id, rollout_prompt_ids)
-        registry.apply_decision(db, version, decision)
-        status = version.status
+        promotion.gate(db, load_project(db, ctx), version, decision)
+        status, promotion_state = version.status, version.promotion_state
     return {"version_id": version_id, "version": version_name, "status": status, "reason": decision.reason,
+            "promotion_state": promotion_state,
             "reward_before": reward_before, "reward_after": reward_after, "kl": kl, "algorithm": algorithm,
             "reference_version": reference_name,
             "resumed_from_step": resumed_from}

@@ -13,6 +13,7 @@ documented in docs/imports.md.
 | `openai`           | `input` + `preferred_output` + `non_preferred_output` |
 | `prefloop-rankings`| `completions` + `ranks` (the `rankings` export) |
 | `rm`               | `completion` list + `ranking` (the `rm` export)  |
+| `sft`              | `prompt` + `completion` text or assistant messages (TRL; the `sft` export, CSV too) |
 """
 
 from __future__ import annotations
@@ -21,17 +22,20 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.imports.dialects import argilla, kwise, label_studio, openai
+from app.imports.dialects import argilla, kwise, label_studio, openai, sft
 from app.imports.dialects.common import Translation
 from app.imports.schemas import RawRecord
 
 _DIALECTS: tuple[Callable[[RawRecord], Translation | None], ...] = (
-    label_studio.translate, argilla.translate, openai.translate, kwise.translate,
+    label_studio.translate, argilla.translate, openai.translate, kwise.translate, sft.translate,
 )
 
 
 def translate(record: RawRecord) -> Translation | None:
-    """The record in prefloop's shape, or None when it already is one (or is no known tool's shape)."""
+    """The record in prefloop's shape, or None when it already is one (or is no known tool's shape). CSV rows
+    keep their wide layout; only the `sft` export's header is read as a dialect."""
+    if record.tabular:
+        return sft.translate(record)
     for dialect in _DIALECTS:
         translation = dialect(record)
         if translation is not None:

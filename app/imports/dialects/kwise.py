@@ -17,7 +17,7 @@ from app.imports.schemas import RawRecord
 
 # Columns of the `rankings` export that describe the source project; kept with the ranking, not mapped.
 _SOURCE_COLUMNS = ("ranking_id", "prompt_id", "completion_ids", "model_version_ids", "shown_order", "annotator_id",
-                   "flags", "likert", "wall_seconds", "active_seconds", "weight", "source", "created_at")
+                   "flags", "likert", "wall_seconds", "active_seconds", "weight", "source", "labeler", "created_at")
 _MAPPED = {"prompt", "completions", "ranks", "rationale", "not_rankable", "model_version_names", "id", "metadata"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -55,7 +56,7 @@ def parse_csv(source: BinaryIO) -> Iterator[RawRecord | ImportIssue]:
     if not any(columns):
         yield ImportIssue(reader.line, "header", "the header row has no column names")
         return
-    duplicates = sorted({name for name in columns if name and columns.count(name) > 1})
+    duplicates = sorted(name for name, n in Counter(columns).items() if name and n > 1)  # linear: 20k columns
     if duplicates:
         yield ImportIssue(reader.line, "header", f"duplicate column names: {', '.join(duplicates)}")
         return

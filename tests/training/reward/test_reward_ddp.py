@@ -13,6 +13,7 @@ import pytest
 from worker.training.reward import RewardScorer, RewardTrainConfig, train_reward_model
 
 from .conftest import planted_groups
+from .ddp_job import VALIDATION
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -43,3 +44,26 @@ def test_two_gloo_ranks_match_one_process(tiny_reward_dir: Path, tmp_path: Path)
     # Rank 0 wrote one complete, loadable checkpoint.
     scorer = RewardScorer(tmp_path / "two")
     assert scorer.meta["metrics"]["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_two_ranks_validate_and_select_like_one_process(tiny_reward_dir: Path, tmp_path: Path) -> None:
+    n_groups = 41
+    config = RewardTrainConfig(base_model=str(tiny_reward_dir), lr=3e-3, epochs=2, batch_prompts=8, token_budget=200,
+                               seed=5, **VALIDATION)  # type: ignore[arg-type]
+    single = train_reward_model(config, planted_groups(n_groups), planted_groups(24, seed=1, prefix="h"), tmp_path / "one")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "tests.training.reward.ddp_job", str(tiny_reward_dir), str(tmp_path / "two"), str(n_groups), "validate",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    one, two = single.metrics["validation"], ddp["validation"]
+    assert one["n_groups"] == two["n_groups"] == 8
+    assert [p["step"] for p in two["curve"]] == [p["step"] for p in one["curve"]]
+    assert [p["loss"] for p in two["curve"]] == pytest.approx([p["loss"] for p in one["curve"]], rel=1e-3, abs=1e-4)
+    assert two["best_step"] == one["best_step"]
+    assert ddp["heldout"]["accuracy"] == pytest.approx(single.metrics["heldout"]["accuracy"], abs=0.01)
+    assert not (tmp_path / "two" / "best").exists() and RewardScorer(tmp_path / "two").meta["metrics"]["world_size"] == 2

@@ -4,6 +4,13 @@ A micro-batch always holds whole groups (every completion of a prompt forwarded 
 its padded size (sequences x longest sequence) stays under the token budget so long completions do not
 run out of memory; a single group over budget goes alone.
 
+Inputs over `max_length` keep what carries the preference: the completion's end and the prompt's latest
+turns. A chat prompt (or an Anthropic-HH transcript) first loses whole oldest exchanges (a system message
+stays), then the shared prompt loses tokens from its start (after leading special tokens such as [CLS]),
+and only a completion still too long on its own loses its start. Every cut is recorded on the encoded group
+and summed by `truncation_report`; nothing is dropped without being counted, and pairs whose two sides are
+the same token sequence (identical texts, or identical once cut) are left out of training and counted.
+
 With prefix sharing, the K token sequences of a group are split into the longest token prefix they all
 share (the prompt, found on the token ids themselves, so tokenisation is unchanged) and K suffixes: the
 model forwards the prefix once per group and each suffix on top of it (worker.training.reward.model).
@@ -12,13 +19,15 @@ model forwards the prefix once per group and each suffix on top of it (worker.tr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import torch
 
-from worker.training.groups import RankingGroup, render_prompt
+from worker.training.groups import Prompt, RankingGroup, render_prompt
+
+_HH_HUMAN = "\n\nHuman:"
 
 
 @dataclass
@@ -28,6 +37,10 @@ class EncodedGroup:
     input_ids: list[list[int]]
     pairs: list[tuple[int, int, int]]  # (winner, loser, rank gap) as completion indices
     weight: float
+    cut: list[int] = field(default_factory=list)  # tokens removed per completion row ([] = none)
+    completion_cut: list[bool] = field(default_factory=list)  # the row lost tokens beyond the shared prompt
+    turns_dropped: int = 0  # whole oldest prompt turns removed to fit
+    identical_pairs: int = 0  # pairs left out of `pairs` because both sides are the same tokens
 
     @property
     def max_len(self) -> int:
@@ -102,38 +115,119 @@ def shared_prefix_length(rows: Sequence[list[int]]) -> int:
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids per text; longer texts keep their end (the part the reward is read from)."""
-    previous = tokenizer.truncation_side
-    tokenizer.truncation_side = "left"
-    try:
-        encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
-    finally:
-        tokenizer.truncation_side = previous
-    return [list(ids) for ids in encoded["input_ids"]]
+    """Token ids per text; longer texts keep their end (the part the reward is read from) and their leading
+    special tokens ([CLS], BOS)."""
+    return [fit_group([r], max_length, keep_head=_special_head(tokenizer, [r]))[0]
+            for r in _tokenize(tokenizer, list(texts))]
 
 
-def fit_group(rows: Sequence[list[int]], max_length: int) -> list[list[int]]:
+def fit_group(rows: Sequence[list[int]], max_length: int, keep_head: int = 0) -> list[list[int]]:
     """Cut a group's sequences to `max_length` tokens, taking the same tokens off the start of the part they
     share (the prompt), so every completion is judged against the same context and the group keeps a
-    common prefix to share. Only what is still too long after that loses its start on its own."""
+    common prefix to share. Only what is still too long after that loses its start on its own.
+
+    The first `keep_head` tokens (leading special tokens such as [CLS] or BOS) are never cut."""
+    return _fit(rows, max_length, keep_head)[0]
+
+
+def _fit(rows: Sequence[list[int]], max_length: int, keep_head: int) -> tuple[list[list[int]], list[int]]:
+    """`fit_group`'s rows and, per row, the tokens it lost on its own (beyond the shared prompt)."""
     excess = max(len(r) for r in rows) - max_length
     if excess <= 0:
-        return [list(r) for r in rows]
-    cut = min(excess, shared_prefix_length(rows))
-    return [list(r[cut:][-max_length:]) for r in rows]
+        return [list(r) for r in rows], [0] * len(rows)
+    shared = shared_prefix_length(rows)
+    head = min(keep_head, shared) if keep_head < max_length else 0
+    cut = min(excess, shared - head)
+    out, own = [], []
+    for r in rows:
+        kept = list(r[:head]) + list(r[head + cut :])
+        over = max(len(kept) - max_length, 0)
+        if over:
+            kept = kept[:head] + kept[head + over :]
+        out.append(kept)
+        own.append(over)
+    return out, own
+
+
+def drop_oldest_turn(prompt: Prompt) -> Prompt | None:
+    """The prompt without its oldest exchange (up to the next user turn), or None when one turn is left.
+
+    Chat lists keep a leading system message; text prompts are split at Anthropic-HH `\n\nHuman:` turns."""
+    if isinstance(prompt, str):
+        first = prompt.find(_HH_HUMAN)
+        nxt = prompt.find(_HH_HUMAN, first + 1) if first >= 0 else -1
+        return prompt[nxt:] if nxt > 0 else None
+    start = 1 if prompt and prompt[0].get("role") == "system" else 0
+    users = [i for i in range(start + 1, len(prompt)) if prompt[i].get("role") == "user"]
+    if not users:
+        return None
+    return [*prompt[:start], *prompt[users[0] :]]
+
+
+def _tokenize(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    return [list(x) for x in tokenizer(texts, truncation=False, padding=False, verbose=False)["input_ids"]]
+
+
+def _special_head(tokenizer: Any, rows: Sequence[list[int]]) -> int:
+    """How many leading tokens, the same in every row, are special tokens ([CLS], BOS)."""
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    n = 0
+    while all(len(r) > n and r[n] == rows[0][n] and r[n] in special for r in rows):
+        n += 1
+    return n
+
+
+def _encode_one(group: RankingGroup, rows: list[list[int]], tokenizer: Any, max_length: int) -> EncodedGroup:
+    full = [len(r) for r in rows]
+    prompt, turns = group.prompt, 0
+    while max(len(r) for r in rows) > max_length:
+        shorter = drop_oldest_turn(prompt)
+        if shorter is None:
+            break
+        prompt, turns = shorter, turns + 1
+        rows = _tokenize(tokenizer, [render_prompt(prompt, c, tokenizer) for c in group.completions])
+    fitted, own = _fit(rows, max_length, _special_head(tokenizer, rows))
+    cut = [n - len(r) for n, r in zip(full, fitted, strict=True)]
+    completion_cut = [o > 0 for o in own]
+    pairs = [p for p in group.pairs() if fitted[p[0]] != fitted[p[1]]]
+    return EncodedGroup(input_ids=fitted, pairs=pairs, weight=group.weight, cut=cut if any(cut) else [],
+                        completion_cut=completion_cut if any(completion_cut) else [], turns_dropped=turns,
+                        identical_pairs=len(group.pairs()) - len(pairs))
 
 
 def encode_groups(groups: Sequence[RankingGroup], tokenizer: Any, max_length: int) -> list[EncodedGroup]:
     """Render and tokenize every (prompt, completion) of every group in one tokenizer call, then fit each
-    group to `max_length` (`fit_group`)."""
-    texts = [render_prompt(g.prompt, c, tokenizer) for g in groups for c in g.completions]
-    ids = [list(x) for x in tokenizer(texts, truncation=False, padding=False, verbose=False)["input_ids"]]
+    group to `max_length`: oldest whole turns first (`drop_oldest_turn`), then tokens (`fit_group`)."""
+    ids = _tokenize(tokenizer, [render_prompt(g.prompt, c, tokenizer) for g in groups for c in g.completions])
     out, pos = [], 0
     for g in groups:
         k = len(g.completions)
-        out.append(EncodedGroup(input_ids=fit_group(ids[pos : pos + k], max_length), pairs=g.pairs(), weight=g.weight))
+        out.append(_encode_one(g, ids[pos : pos + k], tokenizer, max_length))
         pos += k
     return out
+
+
+def truncation_report(encoded: Sequence[EncodedGroup]) -> dict[str, Any]:
+    """How many groups, pairs and completions were cut to fit, by how much, and the identical pairs left out."""
+    pairs = pairs_cut = pairs_completion_cut = rows_cut = groups_cut = tokens = most = 0
+    for g in encoded:
+        cut = g.cut or [0] * len(g.input_ids)
+        comp = g.completion_cut or [False] * len(g.input_ids)
+        pairs += len(g.pairs)
+        pairs_cut += sum(1 for w, lo, _ in g.pairs if cut[w] or cut[lo])
+        pairs_completion_cut += sum(1 for w, lo, _ in g.pairs if comp[w] or comp[lo])
+        rows_cut += sum(1 for c in cut if c)
+        groups_cut += 1 if any(cut) else 0
+        tokens += sum(cut)
+        most = max([most, *cut])
+    return {
+        "groups": len(encoded), "groups_cut": groups_cut, "sequences_cut": rows_cut,
+        "pairs": pairs, "pairs_cut": pairs_cut, "pairs_with_completion_cut": pairs_completion_cut,
+        "tokens_removed": tokens, "max_tokens_removed": most,
+        "mean_tokens_removed_per_cut_sequence": tokens / rows_cut if rows_cut else 0.0,
+        "turns_dropped": sum(g.turns_dropped for g in encoded),
+        "identical_pairs_left_out": sum(g.identical_pairs for g in encoded),
+    }
 
 
 def pack_micro_batches(groups: Sequence[EncodedGroup], token_budget: int) -> list[list[int]]:

@@ -1,9 +1,18 @@
 """Loading a sequence-classification reward model and reading one scalar reward per sequence.
 
-Any `AutoModelForSequenceClassification` with `num_labels=1` works. For decoder models with a `score`
-head the reward is read at the last non-pad token, found from the attention mask (so left and right
-padding give the same result, also when pad == eos), with position ids derived from the mask.
-Encoders (BERT-like) pool with their own head (CLS), so their forward is used unchanged.
+Any `AutoModelForSequenceClassification` with `num_labels=1` works. Where the reward is read (`pooling`):
+
+* `last` (decoders with a `score` head): the last non-pad token, found from the attention mask (so left and
+  right padding give the same result, also when pad == eos), with position ids derived from the mask;
+* `mean` (encoders, the default for them): the mask-weighted mean of the last hidden states, through the
+  model's linear `classifier`. Sentence-transformers exports such as all-MiniLM-L6-v2 were trained with mean
+  pooling, and their BERT `pooler` (dense + tanh over [CLS]) was never trained for that checkpoint, so reading
+  the reward through it starts from a random projection of one token;
+* `cls`: the first token's last hidden state through `classifier` (no pooler), for exports trained that way;
+* `head`: the model's own forward (e.g. BERT's pooler + classifier), as before this option existed.
+
+The choice is stored in the model config (`reward_pooling`), so a checkpoint is always scored the way it was
+trained; a prefloop checkpoint from before the option keeps `head` (encoders) or `last` (decoders).
 
 Prefix sharing (decoder models with a KV cache only; in an encoder the prompt attends to the completion):
 the groups' common prefixes run once, their key/value cache is gathered to one copy per completion, and
@@ -15,6 +24,7 @@ computed once per group instead of once per completion.
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +51,91 @@ def ensure_pad_token(model: PreTrainedModel, tokenizer: Any) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
+POOLING_MODES = ("last", "mean", "cls", "head")
+
+
+def _has_decoder_head(model: PreTrainedModel) -> bool:
+    head = getattr(model, "score", None)
+    return isinstance(head, nn.Linear) and not getattr(model.config, "is_encoder_decoder", False)
+
+
+def _linear_classifier(model: PreTrainedModel) -> nn.Linear | None:
+    """The encoder's final linear layer over hidden_size features, when it has exactly that shape."""
+    head = getattr(model, "classifier", None)
+    hidden = getattr(model.config, "hidden_size", None)
+    return head if isinstance(head, nn.Linear) and head.in_features == hidden else None
+
+
+def sentence_transformers_pooling(path: str | Path) -> str | None:
+    """The pooling a sentence-transformers export was trained with (`mean` or `cls`), None when not an export."""
+    root = Path(path)
+    try:
+        modules = json.loads((root / "modules.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for module in modules if isinstance(modules, list) else []:
+        if str(module.get("type", "")).endswith("models.Pooling"):
+            try:
+                cfg = json.loads((root / str(module.get("path", "")) / "config.json").read_text())
+            except (OSError, ValueError):
+                return "mean"  # the sentence-transformers default
+            if cfg.get("pooling_mode_cls_token"):
+                return "cls"
+            return "mean"
+    return None
+
+
+def resolve_pooling(model: PreTrainedModel, path: str | Path | None = None, requested: str = "auto") -> str:
+    """The pooling to use for `model` (loaded from `path`): an explicit request, else what the checkpoint says,
+    else by architecture (decoder: last; encoder with a linear classifier: the export's pooling or mean)."""
+    decoder = _has_decoder_head(model)
+    if requested != "auto":
+        if requested not in POOLING_MODES:
+            raise ValueError(f"unknown pooling {requested!r} (one of {', '.join(POOLING_MODES)})")
+        if requested == "last" and not decoder:
+            raise ValueError(f"pooling 'last' needs a decoder with a `score` head; {type(model).__name__} has none")
+        if requested in ("mean", "cls") and _linear_classifier(model) is None:
+            raise ValueError(f"pooling {requested!r} needs a linear `classifier` over the hidden states; "
+                             f"{type(model).__name__} has another head (use 'head')")
+        return requested
+    stored = getattr(model.config, "reward_pooling", None)
+    if stored in POOLING_MODES:
+        return str(stored)
+    if decoder:
+        return "last"
+    if path is not None and (Path(path) / "meta.json").is_file():
+        return "head"  # a prefloop checkpoint trained before pooling was configurable
+    if _linear_classifier(model) is None:
+        return "head"
+    return (sentence_transformers_pooling(path) if path is not None else None) or "mean"
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Turn every dropout in `model` off: nn.Dropout modules and attention-dropout rates stored as floats."""
+    for sub in model.modules():
+        if isinstance(sub, nn.Dropout):
+            sub.p = 0.0
+        for name, value in list(vars(sub).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(sub, name, 0.0)
+
+
 def load_reward_model(
-    path: str | Path, *, gradient_checkpointing: bool = False, dtype: torch.dtype | None = None
+    path: str | Path, *, gradient_checkpointing: bool = False, dtype: torch.dtype | None = None,
+    pooling: str = "auto",
 ) -> tuple[PreTrainedModel, Any]:
-    """Load model (num_labels=1) and tokenizer from a local directory; never contacts a hub."""
+    """Load model (num_labels=1) and tokenizer from a local directory; never contacts a hub.
+
+    The resolved pooling (`resolve_pooling`) is written to `model.config.reward_pooling`, so it is saved
+    with every checkpoint of this model and `RewardModule` reads it from there.
+    """
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     kwargs: dict[str, Any] = {"num_labels": 1, "local_files_only": True}
     if dtype is not None:
         kwargs["dtype"] = dtype
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     ensure_pad_token(model, tokenizer)
+    model.config.reward_pooling = resolve_pooling(model, path, pooling)
     if gradient_checkpointing:
         enable_activation_checkpointing(model)
         model.config.use_cache = False
@@ -64,12 +149,15 @@ class RewardModule(nn.Module):
     correct: DDP must see the forward call that uses the parameters.
     """
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, pooling: str | None = None) -> None:
         super().__init__()
         self.model = model
-        head = getattr(model, "score", None)
-        self._decoder_head = isinstance(head, nn.Linear) and not getattr(model.config, "is_encoder_decoder", False)
+        self.pooling = resolve_pooling(model, None, pooling or getattr(model.config, "reward_pooling", None) or "auto")
+        model.config.reward_pooling = self.pooling
         base = model.base_model
+        if self.pooling in ("mean", "cls") and getattr(base, "pooler", None) is not None:
+            # Unused by these poolings; removing it keeps DDP from waiting for gradients that never come.
+            base.pooler = None
         params = inspect.signature(base.forward).parameters
         self._pass_positions = "position_ids" in params
         self._cache_kwarg = cache_kwarg(base.forward)
@@ -82,7 +170,7 @@ class RewardModule(nn.Module):
     @property
     def can_share_prefix(self) -> bool:
         """True for decoder models whose body takes a KV cache and explicit positions."""
-        return self._decoder_head and self._pass_positions and self._cache_kwarg is not None
+        return self.pooling == "last" and self._pass_positions and self._cache_kwarg is not None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_ids: torch.Tensor | None = None,
                 prefix_mask: torch.Tensor | None = None, row_group: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,8 +179,16 @@ class RewardModule(nn.Module):
         if prefix_ids is not None:
             assert prefix_mask is not None and row_group is not None
             return self._forward_shared(prefix_ids, prefix_mask, row_group, input_ids, attention_mask)
-        if not self._decoder_head:
+        if self.pooling == "head":
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
+        if self.pooling in ("mean", "cls"):
+            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            return self.model.classifier(pooled)[:, 0]
         kwargs: dict[str, Any] = {"attention_mask": attention_mask}
         if self._pass_positions:
             # Left padding would otherwise shift every position; real tokens start at position 0.

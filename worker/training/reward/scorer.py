@@ -10,7 +10,7 @@ import torch
 
 from worker.training.checkpoint import CheckpointError, load_meta, verify_checkpoint
 from worker.training.groups import Prompt, RankingGroup, render_prompt
-from worker.training.reward.batching import encode_groups, encode_texts
+from worker.training.reward.batching import EncodedGroup, encode_groups, encode_texts, truncation_report
 from worker.training.reward.eval import pairwise_metrics, score_encoded_groups, score_rows
 from worker.training.reward.model import RewardModule, load_reward_model
 
@@ -62,13 +62,19 @@ class RewardScorer:
 
     def score_groups(self, groups: Sequence[RankingGroup]) -> list[list[float]]:
         """Rewards per completion of each group."""
-        encoded = encode_groups(groups, self.tokenizer, self.max_length)
+        return self._score_encoded(encode_groups(groups, self.tokenizer, self.max_length))
+
+    def _score_encoded(self, encoded: Sequence[EncodedGroup]) -> list[list[float]]:
         raw = score_encoded_groups(self.module, encoded, self.pad_id, self.device, batch_size=self.batch_size)
         return [[r - self.bias for r in g] for g in raw]
 
     def evaluate(self, groups: Sequence[RankingGroup]) -> dict[str, Any]:
-        """Pairwise metrics (accuracy, loss, by gap, calibration, per annotator) on `groups`."""
-        return pairwise_metrics(groups, self.score_groups(groups))
+        """Pairwise metrics on `groups` (accuracy and its 95 % interval, length baseline, by gap and length
+        difference, calibration, per annotator; see `pairwise_metrics`) and how much input was truncated."""
+        encoded = encode_groups(groups, self.tokenizer, self.max_length)
+        metrics = pairwise_metrics(groups, self._score_encoded(encoded))
+        metrics["truncation"] = truncation_report(encoded)
+        return metrics
 
 
 def score_texts(

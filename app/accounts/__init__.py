@@ -1,0 +1,1 @@
+"""Accounts: own password and API tokens, one-time invite and password-reset links handed out by admins."""
