@@ -6,17 +6,30 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app import __version__
+from app.accounts import routes as accounts_routes
+from app.auth import routes as auth_routes
 from app.auth.throttle import LoginThrottle
 from app.db import create_db_engine, make_session_factory
-from app.features import import_feature
+from app.exports import routes as exports_routes
+from app.health import routes as health_routes
+from app.imports import routes as imports_routes
+from app.jobs import routes as jobs_routes
+from app.labeling import api as labeling_api
+from app.labeling import routes as labeling_routes
 from app.paths import STATIC_DIR
+from app.projects import api as projects_api
+from app.projects import routes as projects_routes
+from app.quality import routes as quality_routes
+from app.registry import routes as registry_routes
 from app.settings import Settings, get_settings
+from app.users import routes as users_routes
+from app.web import assets as web_assets
 from app.web.errors import install_error_handlers
 from app.web.inputs import reject_unstorable_input
 from app.web.metrics import MetricsMiddleware
@@ -25,22 +38,22 @@ from app.web.templating import create_templates
 
 log = logging.getLogger("prefloop.app")
 
-# Feature routers, in the order their routes are matched. Each module exposes `router`.
-ROUTER_MODULES = (
-    "app.health.routes",
-    "app.web.assets",
-    "app.auth.routes",
-    "app.users.routes",
-    "app.accounts.routes",
-    "app.projects.routes",
-    "app.projects.api",
-    "app.imports.routes",
-    "app.exports.routes",
-    "app.labeling.routes",
-    "app.labeling.api",
-    "app.jobs.routes",
-    "app.registry.routes",
-    "app.quality.routes",
+# Feature routers, in the order their routes are matched.
+ROUTERS: tuple[APIRouter, ...] = (
+    health_routes.router,
+    web_assets.router,
+    auth_routes.router,
+    users_routes.router,
+    accounts_routes.router,
+    projects_routes.router,
+    projects_api.router,
+    imports_routes.router,
+    exports_routes.router,
+    labeling_routes.router,
+    labeling_api.router,
+    jobs_routes.router,
+    registry_routes.router,
+    quality_routes.router,
 )
 
 
@@ -81,10 +94,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module_name in ROUTER_MODULES:
-        module = import_feature(module_name)
-        if module is not None:
-            app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     logging.getLogger("prefloop").setLevel(settings.log_level.upper())
     if not settings.is_dev and not settings.cookies_secure:
         log.warning("PREFLOOP_BASE_URL is %s: session cookies are not marked Secure; serve through a TLS proxy "
