@@ -53,9 +53,10 @@ class TrainingSettings(BaseModel):
     policy_model: str = ""
     reward_model: str = ""
     algorithm: Literal["ppo", "rloo", "dpo"] = "ppo"
-    rm_epochs: int = Field(default=1, ge=1, le=100)
-    rm_lr: float = Field(default=1e-5, gt=0, le=1.0)
-    rm_batch_prompts: int = Field(default=8, ge=1, le=4096)
+    # None (the default): chosen from the data and model size by the trainer's plan (docs/reward-model.md).
+    rm_epochs: int | None = Field(default=None, ge=1, le=100)
+    rm_lr: float | None = Field(default=None, gt=0, le=1.0)
+    rm_batch_prompts: int | None = Field(default=None, ge=1, le=4096)
     rm_heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     rm_accuracy_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
     rm_share_prefix: bool = Field(default=False, description="forward each prompt once per ranking group "

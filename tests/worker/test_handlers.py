@@ -135,3 +135,14 @@ def test_only_ai_rankings_fail_reward_training_with_a_clear_error(db: Session, c
     watermark = max(db.scalars(select(Comparison.id).where(Comparison.project_id == project.id)))
     opted = datasets.load_snapshot(db, project.id, watermark, "llm-judge")
     assert len(opted.groups) == 1 and opted.ai_rankings_left_out == 1
+
+
+def test_reward_model_schedule_is_left_to_the_plan_unless_set() -> None:
+    from app.projects.schemas import TrainingSettings
+    from worker.handlers.train_reward_model import _checkpoint_every
+
+    defaults = TrainingSettings()
+    assert (defaults.rm_epochs, defaults.rm_lr, defaults.rm_batch_prompts) == (None, None, None)
+    assert _checkpoint_every(100, None, None) == 25  # the plan picks the schedule: a fixed resume cadence
+    assert _checkpoint_every(100, 10, 2) == 5  # 20 steps set by hand: four resume states
+    assert _checkpoint_every(3, 8, 1) == 0  # a one-step run needs none

@@ -36,6 +36,17 @@ from worker.handlers.common import (
     verified,
 )
 
+# Resume states of a run whose schedule the trainer plans itself (unset epochs or batch): every this many steps.
+_AUTO_CHECKPOINT_EVERY = 25
+
+
+def _checkpoint_every(groups: int, batch_prompts: int | None, epochs: int | None) -> int:
+    """About four resume states per run when the schedule is set; a fixed cadence when the plan picks it."""
+    if batch_prompts is None or epochs is None:
+        return _AUTO_CHECKPOINT_EVERY
+    total_steps = max(1, math.ceil(math.ceil(groups / batch_prompts) * epochs))
+    return max(1, total_steps // 4) if total_steps >= 4 else 0
+
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """Train, measure, record lineage and decide promotion; returns the version and its held-out accuracy."""
@@ -66,12 +77,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
         train, heldout = split_by_prompt(groups, training.rm_heldout_fraction, seed=0)
         if not train:
             train, heldout = groups, []
-        per_epoch = math.ceil(len(train) / training.rm_batch_prompts)
-        total_steps = max(1, math.ceil(per_epoch * training.rm_epochs))
         config = RewardTrainConfig(
-            base_model=base, epochs=float(training.rm_epochs), lr=training.rm_lr,
-            batch_prompts=training.rm_batch_prompts, seed=0,
-            checkpoint_every=max(1, total_steps // 4) if total_steps >= 4 else 0,
+            base_model=base, epochs=None if training.rm_epochs is None else float(training.rm_epochs),
+            lr=training.rm_lr, batch_prompts=training.rm_batch_prompts, seed=0,
+            checkpoint_every=_checkpoint_every(len(train), training.rm_batch_prompts, training.rm_epochs),
             heldout_fraction=training.rm_heldout_fraction, share_prefix=training.rm_share_prefix,
             extra={"job_id": ctx.job_id, "project_id": project.id, "watermark": watermark},
         )
