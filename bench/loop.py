@@ -14,7 +14,10 @@ model trained on), rm_version, rm_heldout_accuracy, policy_version, win_rate_vs_
 prompts, from held-out posts, where the new policy's --win-samples samples have more words on average than
 the previous active policy's; a tie counts half), win_rate_vs_sft (the same against the SFT version),
 words_new/words_previous, kl_to_sft (sequence KL to the frozen SFT reference on the project's held-out
-prompts), kl_budget, and what the round's sampling did for the next one: sampled_prompts,
+prompts), kl_budget, policy_promotion (the new policy's promotion state: provisional until people decide),
+human_confirmed / human_verdict (what this round's human rankings decided about the previous round's
+promoted policy: the Bradley-Terry check of app/loop/promotion.py), and what the round's sampling did for the
+next one: sampled_prompts,
 resampled_prompts (of those, prompts that had candidates already), versions_per_task; seconds.
 
     python bench/loop.py --quick          # tiny CPU models, under five minutes
@@ -241,6 +244,7 @@ def run(args: argparse.Namespace) -> None:
             first.raise_for_status()
             sampled = wait_chain(client, pid, admin, first.json()["id"], args.timeout)
             print(json.dumps({"round": 0, "pool": args.pool, **sampling_line(sampled)}), flush=True)
+            previous_policy: int | None = None
             for round_number in range(1, args.rounds + 1):
                 t0 = time.monotonic()
                 rankings = annotate(client, pid, ctx["tokens"]["annotators"], args, rng)
@@ -253,6 +257,9 @@ def run(args: argparse.Namespace) -> None:
                 rm = next(v for v in new if v["kind"] == "reward")
                 policy = next(v for v in new if v["kind"] == "policy")
                 parent = next(v for v in versions if v["id"] == policy["parent_id"])
+                # What people's rankings of this round decided about the previous round's promoted policy.
+                judged = next((v for v in versions if v["id"] == previous_policy), None)
+                previous_policy = policy["id"] if policy["status"] == "active" else previous_policy
                 line = {
                     "round": round_number, "rankings": rankings, "comparisons": rm["comparisons"],
                     "rm_version": rm["name"], "rm_status": rm["status"],
@@ -265,6 +272,9 @@ def run(args: argparse.Namespace) -> None:
                     "kl_budget": args.kl_budget,
                     "reward_before": policy["metrics"].get("reward_before"),
                     "reward_after": policy["metrics"].get("reward_after"),
+                    "policy_promotion": policy.get("promotion_state"),
+                    "human_confirmed": None if judged is None else judged.get("promotion_state") == "confirmed",
+                    "human_verdict": None if judged is None else judged.get("promotion_reason") or None,
                     **sampling_line(sampled),
                     "seconds": round(time.monotonic() - t0, 1),
                 }
