@@ -18,10 +18,6 @@ def register(cli: typer.Typer) -> None:
     cli.add_typer(links_cli, name="links")
 
 
-def _when(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def _user(db: Any, email: str) -> Any:
     from app.auth import service as auth
 
@@ -56,10 +52,7 @@ def tokens_list(email: str, as_json: JsonFlag = False) -> None:
     from app.accounts import service
 
     with cli_session() as db:
-        rows = [{"id": t.id, "name": t.name, "prefix": t.prefix, "scope": t.scope,
-                 "created_at": _when(t.created_at), "last_used_at": _when(t.last_used_at),
-                 "expires_at": _when(t.expires_at), "revoked_at": _when(t.revoked_at)}
-                for t in service.tokens(db, _user(db, email))]
+        rows = [service.token_view(t) for t in service.tokens(db, _user(db, email))]
     emit(rows, as_json, "\n".join(
         f"{r['id']}\t{r['prefix']}…\t{r['name']}\t{r['scope']}\tlast used {r['last_used_at'] or 'never'}\t"
         f"{'revoked' if r['revoked_at'] else 'expires ' + str(r['expires_at'] or 'never')}" for r in rows
@@ -70,15 +63,11 @@ def tokens_list(email: str, as_json: JsonFlag = False) -> None:
 def tokens_revoke(token_id: int, as_json: JsonFlag = False) -> None:
     """Revoke the token with id TOKEN_ID (see `tokens list`); it is refused from now on."""
     from app.accounts import service
-    from app.auth import service as auth
 
     try:
         with cli_session() as db:
-            admin = next((u for u in auth.list_users(db) if u.is_admin), None)
-            if admin is None:
-                fail("no admin account: create one first")
-            token = service.revoke_token(db, admin, token_id)
-            out = {"id": token.id, "revoked_at": _when(token.revoked_at)}
+            token = service.revoke_token(db, _admin(db, None), token_id)
+            out = {"id": token.id, "revoked_at": service.token_view(token)["revoked_at"]}
     except DomainError as exc:
         fail(str(exc))
     emit(out, as_json, f"token {token_id} revoked")
@@ -88,7 +77,7 @@ def _issued(issued: Any, who: str, as_json: bool) -> None:
     from app.settings import get_settings
 
     url = get_settings().base_url.rstrip("/") + issued.path
-    emit({"for": who, "url": url, "expires_at": _when(issued.expires_at)}, as_json,
+    emit({"for": who, "url": url, "expires_at": issued.expires_at.isoformat()}, as_json,
          f"one-time link for {who} (valid until {issued.expires_at:%Y-%m-%d %H:%M} UTC; shown once):\n{url}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -13,7 +12,7 @@ from pydantic import BaseModel, Field
 from app.accounts import service
 from app.auth.deps import SESSION_COOKIE, ApiUser, CurrentUser, DbSession
 from app.errors import Invalid, NotFound
-from app.models import ApiToken, User
+from app.models import User
 from app.web.csrf import verify_csrf
 from app.web.paths import Id
 from app.web.templating import render
@@ -99,6 +98,11 @@ def _dead_link(request: Request, exc: NotFound) -> Response:
                                                   "next": "/login"}, status_code=404)
 
 
+def _refused_link_form(request: Request, context: dict[str, Any], errors: dict[str, str]) -> Response:
+    """A reset or invite form sent back with its errors (the link stays usable)."""
+    return render(request, "accounts/link.html", {**context, "errors": errors}, status_code=400)
+
+
 @router.get("/reset/{secret}", response_class=HTMLResponse)
 def reset_page(request: Request, secret: Secret, db: DbSession) -> Response:
     try:
@@ -117,17 +121,15 @@ def reset_submit(
     confirm_password: Annotated[str, Form(max_length=1024)],
     revoke_tokens: Annotated[bool, Form()] = False,
 ) -> Response:
+    context: dict[str, Any] = {"kind": "reset", "secret": secret}
     if new_password != confirm_password:
-        return render(request, "accounts/link.html", {"kind": "reset", "secret": secret,
-                                                      "errors": {"confirm_password": "the two passwords differ"}},
-                      status_code=400)
+        return _refused_link_form(request, context, {"confirm_password": "the two passwords differ"})
     try:
         user = service.redeem_reset(db, secret, new_password, revoke_tokens=revoke_tokens)
     except NotFound as exc:
         return _dead_link(request, exc)
     except Invalid as exc:
-        return render(request, "accounts/link.html", {"kind": "reset", "secret": secret,
-                                                      "errors": _field_errors(exc)}, status_code=400)
+        return _refused_link_form(request, context, _field_errors(exc))
     return render(request, "accounts/done.html",
                   {"message": f"The password of {user.email} is set. Sign in with it.", "next": "/login"})
 
@@ -153,14 +155,13 @@ def invite_submit(
 ) -> Response:
     context: dict[str, Any] = {"kind": "invite", "secret": secret, "display_name": display_name}
     if new_password != confirm_password:
-        return render(request, "accounts/link.html",
-                      {**context, "errors": {"confirm_password": "the two passwords differ"}}, status_code=400)
+        return _refused_link_form(request, context, {"confirm_password": "the two passwords differ"})
     try:
         user = service.redeem_invite(db, secret, display_name, new_password)
     except NotFound as exc:
         return _dead_link(request, exc)
     except Invalid as exc:
-        return render(request, "accounts/link.html", {**context, "errors": _field_errors(exc)}, status_code=400)
+        return _refused_link_form(request, context, _field_errors(exc))
     return render(request, "accounts/done.html",
                   {"message": f"Welcome, {user.display_name}: your account {user.email} is ready. Sign in.",
                    "next": "/login"})
@@ -172,20 +173,10 @@ class TokenIn(BaseModel):
     days: int | None = Field(None, ge=1, le=service.MAX_TOKEN_DAYS)
 
 
-def _when(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _token_out(token: ApiToken) -> dict[str, Any]:
-    return {"id": token.id, "name": token.name, "prefix": token.prefix, "scope": token.scope,
-            "created_at": _when(token.created_at), "last_used_at": _when(token.last_used_at),
-            "expires_at": _when(token.expires_at), "revoked_at": _when(token.revoked_at)}
-
-
 @router.get("/api/tokens")
 def api_tokens(db: DbSession, user: ApiUser) -> list[dict[str, Any]]:
     """The caller's API tokens (never their secrets), newest first."""
-    return [_token_out(t) for t in service.tokens(db, user)]
+    return [service.token_view(t) for t in service.tokens(db, user)]
 
 
 @router.post("/api/tokens", status_code=201)
@@ -193,10 +184,10 @@ def api_create_token(body: TokenIn, db: DbSession, user: ApiUser) -> JSONRespons
     """A new token for the caller; the secret is in this answer only."""
     secret = service.create_token(db, user, body.name, body.scope, body.days)
     created = service.tokens(db, user)[0]
-    return JSONResponse({**_token_out(created), "token": secret}, status_code=201)
+    return JSONResponse({**service.token_view(created), "token": secret}, status_code=201)
 
 
 @router.delete("/api/tokens/{token_id}")
 def api_revoke_token(token_id: Id, db: DbSession, user: ApiUser) -> dict[str, Any]:
     """Revoke a token (one's own; an admin: anyone's). Repeating it changes nothing."""
-    return _token_out(service.revoke_token(db, user, token_id))
+    return service.token_view(service.revoke_token(db, user, token_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -154,3 +155,14 @@ def revoke_token(db: Session, actor: User, token_id: int) -> ApiToken:
 def revoke_all_tokens(db: Session, user: User) -> int:
     """Revoke every live token of `user` (with "end sessions", for a lost laptop or a departure)."""
     return queries.revoke_tokens_of(db, user.id, utcnow())
+
+
+def token_view(token: ApiToken) -> dict[str, Any]:
+    """A token as the API and the CLI show it: never its secret, timestamps as ISO text."""
+
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {"id": token.id, "name": token.name, "prefix": token.prefix, "scope": token.scope,
+            "created_at": when(token.created_at), "last_used_at": when(token.last_used_at),
+            "expires_at": when(token.expires_at), "revoked_at": when(token.revoked_at)}
