@@ -47,6 +47,8 @@ install-worker: $(VENV)/.worker
 install-dev: $(VENV)/.dev
 
 ## run: install (worker included), migrate the SQLite default, seed the demo project and an admin, serve on :8000
+# `make run` is the dev setup (a generated secret, no Secure cookie); without PREFLOOP_ENV prefloop is production.
+run: export PREFLOOP_ENV ?= dev
 ifeq ($(WORKER),0)
 run: $(VENV)/.core
 	$(VENV)/bin/prefloop db upgrade
@@ -67,6 +69,7 @@ preflight:
 test: preflight $(VENV)/.dev
 	$(VENV)/bin/ruff check app worker tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev

@@ -22,6 +22,7 @@ from app.console import JsonFlag, cli_session, emit, fail
 from app.demo import commands as demo_commands
 from app.exports import commands as export_commands
 from app.imports import commands as import_commands
+from app.members import commands as member_commands
 from app.projects import commands as project_commands
 from app.quality import commands as quality_commands
 from app.settings import SettingsError, get_settings
@@ -229,7 +230,7 @@ def _register_commands() -> None:
     """The app's feature commands, then the worker's, which arrive through the `prefloop.cli` entry point
     (the app never imports the worker: without the [worker] extra its commands are simply absent)."""
     for module in (account_commands, import_commands, export_commands, demo_commands, project_commands,
-                   quality_commands):
+                   quality_commands, member_commands):
         module.register(cli)
     for entry in entry_points(group="prefloop.cli"):
         entry.load()(cli)

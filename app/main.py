@@ -15,13 +15,18 @@ from app import __version__
 from app.accounts import routes as accounts_routes
 from app.auth import routes as auth_routes
 from app.auth.throttle import LoginThrottle
+from app.browse import routes as browse_routes
 from app.db import create_db_engine, make_session_factory
 from app.exports import routes as exports_routes
 from app.health import routes as health_routes
 from app.imports import routes as imports_routes
+from app.imports.runner import ImportRunner
 from app.jobs import routes as jobs_routes
 from app.labeling import api as labeling_api
 from app.labeling import routes as labeling_routes
+from app.logs import RequestIdMiddleware, configure_logging, resolve_format
+from app.members import routes as members_routes
+from app.members.access import ProjectAccess, guards
 from app.paths import STATIC_DIR
 from app.projects import api as projects_api
 from app.projects import routes as projects_routes
@@ -51,9 +56,11 @@ ROUTERS: tuple[APIRouter, ...] = (
     exports_routes.router,
     labeling_routes.router,
     labeling_api.router,
+    members_routes.router,
     jobs_routes.router,
     registry_routes.router,
     quality_routes.router,
+    browse_routes.router,
 )
 
 
@@ -65,16 +72,21 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        import_runner.recover()
         yield
+        import_runner.shutdown()
         engine.dispose()
 
     # Every route, included routers too, first refuses text no database can store (app.web.inputs).
+    # /openapi.json is served by app.health.routes, admins only outside dev; no /docs or /redoc pages.
     app = FastAPI(title="prefloop", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  dependencies=[Depends(reject_unstorable_input)])
+                  openapi_url=None, dependencies=[Depends(reject_unstorable_input)])
     app.state.settings = settings
     app.state.secret = settings.effective_secret()
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    import_runner = ImportRunner(app.state.session_factory, settings.data_dir / "uploads")
+    app.state.import_runner = import_runner
     app.state.templates = create_templates()
     app.state.login_throttle = LoginThrottle(
         ip_burst=settings.login_ip_burst, ip_per_minute=settings.login_ip_per_minute,
@@ -92,11 +104,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts, www_redirect=False)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)
+    # Outermost: every log line of a request, and its answer's X-Request-ID header, carry one id (app.logs).
+    app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in ROUTERS:
-        app.include_router(router)
-    logging.getLogger("prefloop").setLevel(settings.log_level.upper())
+        # Members-only projects: a non-member's request for one is answered 404 before its route runs.
+        paths = [str(getattr(r, "path", "")) for r in router.routes]
+        app.include_router(router, dependencies=[ProjectAccess] if guards(paths) else None)
+    configure_logging(settings.log_level, resolve_format(settings.log_format, settings.is_dev))
     if not settings.is_dev and not settings.cookies_secure:
         log.warning("PREFLOOP_BASE_URL is %s: session cookies are not marked Secure; serve through a TLS proxy "
                     "and set an https:// base URL", settings.base_url)

@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Secrets that must never protect a real deployment: the empty string and the placeholders people copy.
-_UNSAFE_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "please-change-me"})
+from app.secret_strength import PLACEHOLDERS, secret_problem
 
 
 class SettingsError(RuntimeError):
@@ -25,7 +24,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PREFLOOP_", env_file=".env", extra="ignore")
 
-    env: Literal["dev", "test", "prod"] = "dev"
+    # Production unless told otherwise: `make run`, the test suite and the demo set dev or test themselves,
+    # so a deployment that forgets the variable still refuses a missing secret and marks cookies Secure.
+    env: Literal["dev", "test", "prod"] = "prod"
     database_url: str = ""
     secret_key: str = ""
     data_dir: Path = Path("data")
@@ -45,9 +46,11 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     # More Host names to accept, comma-separated ("*": any); loopback names are always accepted (probes).
     allowed_hosts: str = ""
-    # Outside dev, /metrics answers 404 until this is set, then wants `Authorization: Bearer <token>`.
+    # Outside dev, /metrics is for admins only, and for `Authorization: Bearer <token>` once this is set.
     metrics_token: str = ""
     log_level: str = "info"
+    # `json` (one object per line), `text` (readable), or `auto`: text in dev/test, JSON in production (app.logs).
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -93,19 +96,22 @@ class Settings(BaseSettings):
         return self.max_upload_mb * 1024 * 1024
 
     def effective_secret(self) -> str:
-        """The signing secret; outside dev an unset or placeholder secret is refused.
+        """The signing secret; outside dev a missing or weak one is refused (app.secret_strength has the rule).
 
         In dev mode without one, a random secret is generated once and kept in the data directory
         (mode 0600), so sessions survive restarts and no secret is ever built into the code.
         """
-        if self.secret_key.strip().lower() in _UNSAFE_SECRETS or len(self.secret_key) < 16:
-            if self.is_dev:
-                return _dev_secret(self.data_dir)
-            raise SettingsError(
-                "PREFLOOP_SECRET_KEY is empty, too short (< 16 characters) or a placeholder; "
-                "set a long random value (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
-            )
-        return self.secret_key
+        problem = secret_problem(self.secret_key)
+        if problem is None:
+            return self.secret_key
+        if self.is_dev:
+            # A weak secret set on purpose is kept in dev (tests share one with their subprocesses).
+            usable = self.secret_key.strip().lower() not in PLACEHOLDERS and len(self.secret_key) >= 16
+            return self.secret_key if usable else _dev_secret(self.data_dir)
+        raise SettingsError(
+            f"PREFLOOP_SECRET_KEY is {problem}; set a long random value, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` (or PREFLOOP_ENV=dev on your own machine)"
+        )
 
     def validate_for_serving(self) -> None:
         """Raise SettingsError when the process must not start with this configuration."""
@@ -116,11 +122,10 @@ class Settings(BaseSettings):
                 f"PREFLOOP_BASE_URL={self.base_url!r} is not an absolute http(s) URL; set the address users open, "
                 "e.g. https://prefloop.example.org"
             )
-        if self.metrics_token and not self.is_dev and (
-            self.metrics_token.strip().lower() in _UNSAFE_SECRETS or len(self.metrics_token) < 16
-        ):
-            raise SettingsError("PREFLOOP_METRICS_TOKEN is too short (< 16 characters) or a placeholder; "
-                                "set a long random value or leave it unset (then /metrics answers 404).")
+        problem = secret_problem(self.metrics_token) if self.metrics_token else None
+        if problem and not self.is_dev:
+            raise SettingsError(f"PREFLOOP_METRICS_TOKEN is {problem}; set a long random value or leave it unset "
+                                "(then only admins reach /metrics).")
 
 
 def _dev_secret(data_dir: Path) -> str:
@@ -133,6 +138,12 @@ def _dev_secret(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def prometheus_multiproc_dir() -> str:
+    """prometheus_client's own variable, which it reads when imported: when set, every web process writes its
+    metrics into that folder and /metrics adds them up (docs/configuration.md)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
 
 @lru_cache(maxsize=1)

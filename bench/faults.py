@@ -10,6 +10,10 @@ one fault, then compares what clients were told against what the database holds.
 - 25  SIGTERM to uvicorn under load: submissions in flight at the signal are answered, 0 lost, 0 duplicated.
 - 26  `prefloop export` while annotators submit: one snapshot (see `case_export`), peak RSS of the export.
 - 8   kill -9 of `prefloop import` in the middle of a 100k-line JSONL: afterwards 0 or all rows.
+- 16.7 against the web server: a 100k-line (~58 MB) upload while 20 annotators submit (`import-load`: the
+      upload answers at once, their p99 < 300 ms, RSS growth < 100 MB, /livez p99 reported); a login flood
+      (`login-flood`: other requests' p99 < 200 ms); kill -9 of the server (`import-server-kill`) and of
+      Postgres (`import-postgres-kill`) mid-import: 0 or all rows and a failed import record.
 
     .venv/bin/python bench/faults.py --quick      # about 2-3 minutes on 2 cores
     .venv/bin/python bench/faults.py              # more annotators, longer outage, 300k exported rows
@@ -23,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +39,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import psutil
@@ -49,6 +54,7 @@ from harness import (  # noqa: E402
     check,
     database_url,
     fresh_database,
+    pct,
     rank_every_pair,
     seed,
     start_server,
@@ -554,11 +560,410 @@ def case_import_kill(quick: bool) -> dict[str, Any]:
     return report("8 (kill -9 mid-import)", ok, figures, notes)
 
 
+# ---- issue 16.7: a 100k-line import, a login flood and crashes mid-import, all against the web server ----
+
+IMPORT_LINES = 100_000
+
+
+def write_big_jsonl(path: Path, lines: int = IMPORT_LINES) -> int:
+    """About 580 bytes a line (the 58 MB / 100k lines of the report): a prompt and four completions."""
+    filler = "The quick brown fox jumps over the lazy dog. " * 2
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(lines):
+            handle.write(json.dumps({
+                "id": f"q{i}", "prompt": f"Question {i}: {filler}why is the sky blue?",
+                "completions": [f"Answer {j} to {i}: Rayleigh scattering of sunlight by air. {filler[:40]}"
+                                for j in range(4)]}))
+            handle.write("\n")
+    return path.stat().st_size
+
+
+def admin_with_project(url: str) -> tuple[str, int]:
+    """An admin's API token and an empty project (k 2-4) to import into."""
+    from app.auth import service as auth
+    from app.db import create_db_engine, make_session_factory, unit_of_work
+    from app.projects import service as projects
+    from app.projects.schemas import ProjectCreate
+
+    engine = create_db_engine(url)
+    with unit_of_work(make_session_factory(engine)) as db:
+        project = projects.create(db, ProjectCreate(name="bench import", k_min=2, k_max=4,
+                                                    annotations_per_prompt=1), None)
+        admin = auth.create_user(db, "bench-admin@example.org", "admin", password="bench password 123").user
+        token = auth.create_api_token(db, admin)
+        project_id = project.id
+    engine.dispose()
+    return token, project_id
+
+
+@dataclass
+class Probe:
+    """GETs `path` every `every` seconds and records (start, latency, status); `rss` samples the server's memory."""
+
+    base: str
+    path: str
+    every: float
+    pid: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    samples: list[tuple[float, float, int]] = field(default_factory=list)
+    rss: list[tuple[float, int]] = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread:
+            self.thread.join(10)
+
+    def _run(self) -> None:
+        process = psutil.Process(self.pid)
+        with httpx.Client(base_url=self.base, timeout=60) as client:
+            while not self.stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    status = client.get(self.path).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.samples.append((t0, time.monotonic() - t0, status))
+                with suppress(psutil.Error):
+                    self.rss.append((t0, process.memory_info().rss))
+                self.stop.wait(max(0.0, self.every - (time.monotonic() - t0)))
+
+    def latencies(self, start: float, end: float) -> list[float]:
+        return [lat for t, lat, _ in self.samples if start <= t <= end]
+
+    def rss_mb(self, start: float, end: float) -> list[float]:
+        return [r / 2**20 for t, r in self.rss if start <= t <= end]
+
+
+def ms(values: list[float], q: float) -> float:
+    return round(pct(values, q) * 1000, 1)
+
+
+def annotator_latencies(load: Load, start: float, end: float) -> list[float]:
+    return [e.end - e.start for e in load.events if start <= e.start <= end and e.status in (200, 204)]
+
+
+def start_import(base: str, token: str, project_id: int, path: Path) -> tuple[httpx.Response, float]:
+    t0 = time.monotonic()
+    with path.open("rb") as handle:
+        response = httpx.post(f"{base}/api/projects/{project_id}/imports", timeout=600,
+                              headers={"Authorization": f"Bearer {token}"},
+                              files={"file": (path.name, handle, "application/x-ndjson")})
+    return response, time.monotonic() - t0
+
+
+def import_status(base: str, token: str, status_url: str) -> dict[str, Any]:
+    try:
+        response = httpx.get(f"{base}{status_url}", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    except httpx.HTTPError:
+        return {"status": "unreachable"}
+    return dict(response.json()) if response.status_code == 200 else {"status": f"http {response.status_code}"}
+
+
+def start_patiently(url: str, attempts: int = 3, log: IO[bytes] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`start_server`, tried again when a loaded machine makes start-up outlast its 30 s readiness limit."""
+    for attempt in range(attempts):
+        try:
+            return start_server(url, log=log)
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def use_data_dir(root: str) -> None:
+    # The server (a child process) stores uploads under its data directory: keep them in the case's temp dir.
+    os.environ["PREFLOOP_DATA_DIR"] = str(Path(root) / "data")
+
+
+def wait_import(base: str, token: str, status_url: str, limit: float) -> dict[str, Any]:
+    deadline = time.monotonic() + limit
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = import_status(base, token, status_url)
+        if status.get("status") in ("succeeded", "failed"):
+            break
+        time.sleep(1)
+    return status
+
+
+def case_import_under_load(quick: bool) -> dict[str, Any]:
+    """16.7: a 100k-line (~58 MB) JSONL uploaded through the API while 20 annotators submit and /livez is probed
+    every 100 ms: the upload answers at once, annotators' p99 < 300 ms, server RSS grows < 100 MB."""
+    annotators, warm_s = 20, (5.0 if quick else 10.0)
+    with fresh_database(PG_ADMIN) as url, tempfile.TemporaryDirectory() as tmp:
+        upgrade(url)
+        project_id, tokens, _ = seed(url, annotators, 3, 3)
+        admin_token, target = admin_with_project(url)
+        path = Path(tmp) / "big.jsonl"
+        size = write_big_jsonl(path)
+        use_data_dir(tmp)
+        server, base = start_patiently(url)
+        load = Load(base, project_id, tokens, think=0.3)
+        probe = Probe(base, "/livez", 0.1, server.pid)
+        try:
+            probe.start()
+            load.start()
+            time.sleep(warm_s)
+            t_start = time.monotonic()
+            response, upload_s = start_import(base, admin_token, target, path)
+            final = (wait_import(base, admin_token, response.json()["status_url"], 1200)
+                     if response.status_code == 202 else {"status": f"http {response.status_code}"})
+            t_end = time.monotonic()
+            time.sleep(3)
+            t_after = time.monotonic()
+        finally:
+            load.finish()
+            probe.finish()
+            stop_server(server)
+        with psycopg.connect(url) as conn:
+            stored = (conn.execute("SELECT count(*) FROM prompts WHERE project_id = %s", (target,)).fetchone()
+                      or (0,))[0]
+    before, during = (t_start - warm_s, t_start), (t_start, t_end)
+    live_before, live_during = probe.latencies(*before), probe.latencies(*during)
+    ann_before, ann_during = annotator_latencies(load, *before), annotator_latencies(load, *during)
+    rss_before = pct(probe.rss_mb(*before), 0.5)
+    rss_peak = max(probe.rss_mb(*during) or [0.0])
+    rss_after = pct(probe.rss_mb(t_end, t_after), 0.5)
+    errors = Counter(e.status for e in load.events if e.status not in (200, 204))
+    figures: dict[str, Any] = {
+        "file_mb": round(size / 2**20, 1),
+        "lines": IMPORT_LINES,
+        "annotators": annotators,
+        "upload_status": response.status_code,
+        "upload_request_s": round(upload_s, 2),
+        "import_status": final.get("status"),
+        "import_s": round(t_end - t_start, 1),
+        "prompts_stored": stored,
+        "livez_p50_ms_before": ms(live_before, 0.5),
+        "livez_p99_ms_before": ms(live_before, 0.99),
+        "livez_p50_ms_during": ms(live_during, 0.5),
+        "livez_p99_ms_during": ms(live_during, 0.99),
+        "livez_max_ms_during": round(max(live_during or [0.0]) * 1000, 1),
+        "annotator_requests_during": len(ann_during),
+        "annotator_p50_ms_before": ms(ann_before, 0.5),
+        "annotator_p99_ms_before": ms(ann_before, 0.99),
+        "annotator_p50_ms_during": ms(ann_during, 0.5),
+        "annotator_p99_ms_during": ms(ann_during, 0.99),
+        "annotator_non_2xx": dict(sorted(errors.items())),
+        "rss_mb_before": round(rss_before, 1),
+        "rss_mb_peak_during": round(rss_peak, 1),
+        "rss_mb_after": round(rss_after, 1),
+        "rss_growth_mb": round(rss_peak - rss_before, 1),
+    }
+    ok = (response.status_code == 202 and upload_s < 10 and final.get("status") == "succeeded"
+          and stored == IMPORT_LINES and figures["annotator_p99_ms_during"] < 300
+          and figures["rss_growth_mb"] < 100 and not errors)
+    notes = ["before = the warm-up with annotators only; during = from the upload's first byte to the status "
+             "poll that saw the import finished; latencies count answered requests (200/204)"]
+    return report("16.7 (100k-line import while annotators submit)", ok, figures, notes)
+
+
+_CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _flood(base: str, email: str, stop: threading.Event, statuses: Counter[int], lock: threading.Lock) -> None:
+    with httpx.Client(base_url=base, timeout=30) as client:
+        found = _CSRF_FIELD.search(client.get("/login").text)
+        token = found.group(1) if found else ""
+        while not stop.is_set():
+            try:
+                status = client.post("/login", data={"email": email, "password": "not the password",
+                                                     "csrf_token": token}).status_code
+            except httpx.HTTPError:
+                status = 0
+            with lock:
+                statuses[status] += 1
+
+
+def case_login_flood(quick: bool) -> dict[str, Any]:
+    """16.7: wrong-password logins as fast as 16 clients can send them (one address, several accounts) while
+    annotators submit and /livez is probed: the other requests' p99 stays < 200 ms."""
+    annotators, flooders, warm_s, flood_s = 10, 16, 5.0, (10.0 if quick else 20.0)
+    with fresh_database(PG_ADMIN) as url:
+        upgrade(url)
+        project_id, tokens, _ = seed(url, annotators, 3, 3)
+        server, base = start_patiently(url)
+        load = Load(base, project_id, tokens, think=0.3)
+        probe = Probe(base, "/livez", 0.1, server.pid)
+        stop, lock, statuses = threading.Event(), threading.Lock(), Counter[int]()
+        threads = [threading.Thread(target=_flood, args=(base, f"bench{i % 4}@example.org", stop, statuses, lock),
+                                    daemon=True) for i in range(flooders)]
+        try:
+            probe.start()
+            load.start()
+            time.sleep(warm_s)
+            t_start = time.monotonic()
+            for thread in threads:
+                thread.start()
+            time.sleep(flood_s)
+            t_end = time.monotonic()
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+        finally:
+            stop.set()
+            load.finish()
+            probe.finish()
+            stop_server(server)
+    before, during = (t_start - warm_s, t_start), (t_start, t_end)
+    ann_before, ann_during = annotator_latencies(load, *before), annotator_latencies(load, *during)
+    live_during = probe.latencies(*during)
+    errors = Counter(e.status for e in load.events if e.status not in (200, 204))
+    figures: dict[str, Any] = {
+        "flooders": flooders,
+        "flood_s": flood_s,
+        "login_attempts": sum(statuses.values()),
+        "login_attempts_per_s": round(sum(statuses.values()) / flood_s, 1),
+        "login_statuses": dict(sorted(statuses.items())),
+        "annotator_p99_ms_before": ms(ann_before, 0.99),
+        "annotator_p50_ms_during": ms(ann_during, 0.5),
+        "annotator_p99_ms_during": ms(ann_during, 0.99),
+        "annotator_requests_during": len(ann_during),
+        "annotator_non_2xx": dict(sorted(errors.items())),
+        "livez_p99_ms_during": ms(live_during, 0.99),
+        "livez_max_ms_during": round(max(live_during or [0.0]) * 1000, 1),
+    }
+    ok = (figures["annotator_p99_ms_during"] < 200 and figures["livez_p99_ms_during"] < 200 and not errors
+          and len(ann_during) > 0)
+    return report("16.7 (login flood)", ok, figures, ["latencies count answered annotator requests (200/204)"])
+
+
+def _inserting(watch: psycopg.Connection[Any], name: str) -> bool:
+    row = watch.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                        "AND query ILIKE 'INSERT INTO%%' AND state = 'active'", (name,)).fetchone()
+    return bool(row and row[0] > 0)
+
+
+def _rows(url: str) -> tuple[int, int, list[tuple[str, str]]]:
+    with psycopg.connect(url) as conn:
+        prompts = (conn.execute("SELECT count(*) FROM prompts").fetchone() or (0,))[0]
+        completions = (conn.execute("SELECT count(*) FROM completions").fetchone() or (0,))[0]
+        records = [(str(s), json.dumps(e)[:160]) for s, e in conn.execute("SELECT status, errors FROM imports")]
+    return int(prompts), int(completions), records
+
+
+def case_import_server_kill(quick: bool) -> dict[str, Any]:
+    """16.7: kill -9 of the web server while its import thread inserts a 100k-line upload; then 0 or all
+    rows, and the restarted server shows the import failed (interrupted)."""
+    with fresh_database(PG_ADMIN) as url, tempfile.TemporaryDirectory() as tmp:
+        upgrade(url)
+        token, target = admin_with_project(url)
+        path = Path(tmp) / "big.jsonl"
+        write_big_jsonl(path)
+        use_data_dir(tmp)
+        name = url.rsplit("/", 1)[1]
+        log_path = Path(tmp) / "server.log"
+        log = log_path.open("wb")
+        server, base = start_patiently(url, log=log)
+        second = None
+        step = "upload"
+        try:
+            response, upload_s = start_import(base, token, target, path)
+            with psycopg.connect(url, autocommit=True) as watch:
+                inserting = wait_for(lambda: _inserting(watch, name), 600, 0.02)
+            time.sleep(random.Random(16).uniform(0.2, 1.0))
+            running_at_kill = import_status(base, token, response.json()["status_url"]).get("status")
+            server.send_signal(signal.SIGKILL)
+            server.wait(timeout=10)
+            with psycopg.connect(url, autocommit=True) as watch:
+                gone = wait_for(lambda: not _inserting(watch, name), 30)
+            prompts, completions, before_restart = _rows(url)
+            step = "restart"
+            second, base = start_patiently(url, log=log)
+            after = import_status(base, token, response.json()["status_url"])
+            leftovers = list((Path(tmp) / "data" / "uploads").glob("*.upload"))
+        except Exception as exc:
+            log.close()
+            tail = log_path.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"{exc} (step: {step}; server log tail: {tail})") from exc
+        finally:
+            stop_server(server)
+            if second is not None:
+                stop_server(second)
+            log.close()
+    reason = (after.get("errors") or [{}])[0].get("reason", "")
+    figures = {
+        "upload_status": response.status_code,
+        "upload_request_s": round(upload_s, 2),
+        "saw_inserts_before_kill": inserting,
+        "status_at_kill": running_at_kill,
+        "backend_gone": gone,
+        "prompts_after_kill": prompts,
+        "completions_after_kill": completions,
+        "records_before_restart": before_restart,
+        "status_after_restart": after.get("status"),
+        "reason_after_restart": reason,
+        "uploads_left_on_disk": len(leftovers),
+    }
+    ok = (inserting and running_at_kill == "running" and (prompts, completions) in ((0, 0), (IMPORT_LINES, 4 * IMPORT_LINES))
+          and after.get("status") == "failed" and "interrupted" in reason and not leftovers)
+    return report("16.7 (kill -9 of the server mid-import)", ok, figures,
+                  ["killed 0.2-1 s after the import's first INSERT showed in pg_stat_activity"])
+
+
+def case_import_postgres_kill(quick: bool) -> dict[str, Any]:
+    """16.7: Postgres stopped with `-m immediate` while the server's import thread inserts; started again,
+    the project has 0 or all rows and the same (never restarted) server shows the import failed."""
+    pg = EphemeralPostgres()
+    server = None
+    try:
+        pg.init()
+        with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "faults"')
+        url = database_url(pg.admin_url, "faults")
+        upgrade(url)
+        token, target = admin_with_project(url)
+        path = pg.root / "big.jsonl"
+        write_big_jsonl(path)
+        use_data_dir(str(pg.root))
+        server, base = start_patiently(url)
+        response, upload_s = start_import(base, token, target, path)
+        with psycopg.connect(url, autocommit=True) as watch:
+            inserting = wait_for(lambda: _inserting(watch, "faults"), 600, 0.02)
+        time.sleep(random.Random(17).uniform(0.2, 1.0))
+        pg.stop_immediate()
+        time.sleep(3)
+        pg.start()
+        t_up = time.monotonic()
+        final = wait_import(base, token, response.json()["status_url"], 180)
+        failed_after_s = round(time.monotonic() - t_up, 1)
+        prompts, completions, records = _rows(url)
+        alive = server.poll() is None
+    finally:
+        if server is not None:
+            stop_server(server)
+        pg.destroy()
+    reason = (final.get("errors") or [{}])[0].get("reason", "")
+    figures = {
+        "upload_status": response.status_code,
+        "saw_inserts_before_stop": inserting,
+        "status_after_restart_of_postgres": final.get("status"),
+        "reason": reason,
+        "failed_record_s_after_postgres_up": failed_after_s,
+        "prompts_after": prompts,
+        "completions_after": completions,
+        "server_alive": alive,
+        "records": records,
+    }
+    ok = (inserting and final.get("status") == "failed" and (prompts, completions) == (0, 0) and alive)
+    return report("16.7 (Postgres killed mid-import)", ok, figures,
+                  ["the server is not restarted: its import thread records the failure once Postgres is back"])
+
+
 CASES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "24": case_postgres_outage,
     "25": case_sigterm,
     "26": case_export,
     "8": case_import_kill,
+    "import-load": case_import_under_load,
+    "login-flood": case_login_flood,
+    "import-server-kill": case_import_server_kill,
+    "import-postgres-kill": case_import_postgres_kill,
 }
 
 

@@ -1,24 +1,28 @@
 """Closed-loop benchmark: the real server (uvicorn) and worker (subprocesses), simulated annotators over the
 JSON API, R rounds of rank → reward model → policy → sample → score. Does the loop improve the policy?
 
-Prompts are chunks of the shared InstructGPT TL;DR posts, uploaded ONCE without completions (a fixed pool
-of --pool prompts, default one round's worth): each round the loop plans --prompts prompts from the whole
-pool (never-ranked first, then uncertain, then least recently sampled; app.loop.planning) and samples K
-new candidates for each from the round's policies side by side (the new candidate K-2, the active policy
-1, the SFT version 1; round 0: the base policy, which is the SFT version). The simulated annotators apply a planted
-preference, more whitespace-separated words is better (ties share a rank; with probability --noise an
-annotator miscounts a candidate by one word). It is computable on any text, a tiny reward model can learn
-it from a few hundred rankings, and plain RL on a tiny random policy drifts the other way (towards shorter
-text), so a gain comes from the reward model. One JSON line per round: round, comparisons (what the reward
-model trained on), rm_version, rm_heldout_accuracy, policy_version, win_rate_vs_previous (share of held-out
-prompts, from held-out posts, where the new policy's --win-samples samples have more words on average than
-the previous active policy's; a tie counts half), win_rate_vs_sft (the same against the SFT version),
+Prompts are chunks of the shared InstructGPT TL;DR posts, uploaded ONCE without completions (a fixed pool of
+--pool prompts, default one round's worth): each round the loop plans --prompts prompts from the whole pool
+(never-ranked first, then uncertain, then disputed by annotators, then least recently sampled; never a
+test-set prompt; app.loop.planning) and samples K new candidates for each from the round's policies side by
+side (the new candidate K-2, the active policy 1, the SFT version 1; round 0: the base policy, which is the
+SFT version). The simulated annotators apply a planted preference, more whitespace-separated words is better
+(ties share a rank; with probability --noise an annotator miscounts a candidate by one word). It is computable
+on any text, a tiny reward model can learn it from a few hundred rankings, and plain RL on a tiny random
+policy drifts the other way (towards shorter text), so a gain comes from the reward model. One JSON line per
+round: round, comparisons (what the reward model trained on), rm_version, rm_heldout_accuracy (on the
+project's fixed test set), rm_test_set_version, rm_test_accuracy and rm_test_ece (the new RM's pairwise
+accuracy and calibration error on that test-set version; the test set is a quarter of the ranked prompts, held
+out of training and of sampling, grown only by appending), rm_test_pairs, active_rm_test_accuracy (the RM
+active before, on the same version), policy_version, win_rate_vs_previous (share of held-out prompts, from
+held-out posts, where the new policy's --win-samples samples have more words on average than the previous
+active policy's; a tie counts half), win_rate_vs_sft (the same against the SFT version),
 words_new/words_previous, kl_to_sft (sequence KL to the frozen SFT reference on the project's held-out
 prompts), kl_budget, policy_promotion (the new policy's promotion state: provisional until people decide),
-human_confirmed / human_verdict (what this round's human rankings decided about the previous round's
-promoted policy: the Bradley-Terry check of app/loop/promotion.py), and what the round's sampling did for the
-next one: sampled_prompts,
-resampled_prompts (of those, prompts that had candidates already), versions_per_task; seconds.
+human_confirmed / human_verdict (what this round's human rankings decided about the previous round's promoted
+policy: the Bradley-Terry check of app/loop/promotion.py), and what the round's sampling did for the next one:
+sampled_prompts, resampled_prompts (of those, prompts that had candidates already), versions_per_task,
+sample_reasons (prompts per planning tier); seconds.
 
     python bench/loop.py --quick          # tiny CPU models, under five minutes
 """
@@ -178,9 +182,11 @@ def wait_chain(client: httpx.Client, project_id: int, headers: dict[str, str], f
 
 
 def sampling_line(result: dict[str, Any]) -> dict[str, Any]:
-    """What a round's sampling did: prompts sampled, of them resampled, policy versions per task."""
+    """What a round's sampling did: prompts sampled, of them resampled, policy versions per task, and why
+    the prompts were chosen (planning tiers: never_ranked, uncertain, disputed, least_recent)."""
     return {"sampled_prompts": result.get("prompts", 0), "resampled_prompts": result.get("resampled_prompts", 0),
-            "versions_per_task": len(result.get("versions") or {}) if result.get("prompts") else 0}
+            "versions_per_task": len(result.get("versions") or {}) if result.get("prompts") else 0,
+            "sample_reasons": result.get("reasons") or {}}
 
 
 def win_rate(new_path: str, old_path: str, prompts: list[str], args: argparse.Namespace,
@@ -264,6 +270,11 @@ def run(args: argparse.Namespace) -> None:
                     "round": round_number, "rankings": rankings, "comparisons": rm["comparisons"],
                     "rm_version": rm["name"], "rm_status": rm["status"],
                     "rm_heldout_accuracy": rm["metrics"].get("heldout_accuracy"),
+                    # The fixed test set: its version, the new RM's accuracy and calibration error on it, and
+                    # the RM active before, re-scored on the same version (like for like).
+                    "rm_test_set_version": rm.get("test_set_version"), "rm_test_accuracy": rm.get("test_accuracy"),
+                    "rm_test_ece": rm.get("test_ece"), "rm_test_pairs": rm.get("test_pairs"),
+                    "active_rm_test_accuracy": rm["metrics"].get("active_test_accuracy"),
                     "policy_version": policy["name"], "policy_status": policy["status"],
                     "policy_parent": parent["name"],
                     **win_rate(policy["checkpoint_path"], parent["checkpoint_path"], ctx["heldout"], args,

@@ -3,17 +3,24 @@
 # with every extra, and pin exactly what resolved. Every install (make, .ci/run, Docker) reads the lock as
 # pip constraints, so a new upstream release changes nothing until someone refreshes the lock, runs the
 # suite on it and commits it.
+# With --keep (or LOCK_KEEP=1 make lock) the current lock is passed as constraints, so every package already
+# pinned keeps its version and only packages that are new (a dependency just added to pyproject.toml and what
+# it pulls in) are resolved; the lock then gains lines and changes none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+keep=()
+if [[ "${1:-}" == "--keep" || "${LOCK_KEEP:-}" == "1" ]]; then
+  keep=(-c "$PWD/requirements/lock.txt")
+fi
 PYTHON=${PYTHON:-python3}
 TORCH_PIN=${TORCH_PIN:-torch==2.13.0}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PYTHON" -m venv "$tmp/venv"
-"$tmp/venv/bin/pip" install -q --upgrade pip
+"$tmp/venv/bin/pip" install -q "${keep[@]}" --upgrade pip
 # torch first, by its exact pin: a looser request would resolve to the newest (CUDA) build.
-"$tmp/venv/bin/pip" install -q "$TORCH_PIN"
-"$tmp/venv/bin/pip" install -q '.[worker,dev,lora,bench]'
+"$tmp/venv/bin/pip" install -q "${keep[@]}" "$TORCH_PIN"
+"$tmp/venv/bin/pip" install -q "${keep[@]}" '.[worker,dev,lora,bench]'
 {
   echo "# prefloop's lock: the exact versions the suite passed with. Installed as pip constraints:"
   echo "#   pip install -c requirements/lock.txt -e '.[worker,dev]'"

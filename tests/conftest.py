@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PREFLOOP_SHARED_DATA", REPO.parent / "shared" / "data"))
 PG_ADMIN_URL = os.environ.get("PREFLOOP_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DIALECTS = [d.strip() for d in os.environ.get("PREFLOOP_TEST_DIALECTS", "sqlite,postgres").split(",") if d.strip()]
-TEST_SECRET = "test-secret-" + "x" * 32
+# Strong enough for production settings (app.secret_strength); a fixed value, good for tests only.
+TEST_SECRET = "test-only-sSR0mbsMXQu35kQLooMjhxjqp4OFNSYK1r4aNHbZoV5Y"
+# An unset PREFLOOP_ENV means production; the suite and the processes it starts run as `test`.
+os.environ.setdefault("PREFLOOP_ENV", "test")
 
 
 def shared_data(*parts: str) -> Path:

@@ -225,3 +225,72 @@ def test_demonstrations_migration_copies_written_demonstrations_and_downgrades(d
             check(url)
         finally:
             engine.dispose()
+
+
+def test_test_set_migration_adds_the_append_only_tables_and_downgrades(dialect: str, tmp_path: Path) -> None:
+    """0007 adds the fixed reward-model test set (its versions and which prompt joined in which), one row
+    per prompt and project, and goes down to 0006 and up again cleanly."""
+    for url in _fresh_url(dialect, tmp_path):
+        upgrade(url, "0006")
+        engine = create_db_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO projects (id, name, guidelines, k_min, k_max, annotations_per_prompt, "
+                                  "lease_minutes, allow_fewer_than_k_min, settings, created_at) VALUES "
+                                  "(1, 'p', '', 2, 4, 1, 30, false, '{}', CURRENT_TIMESTAMP)"))
+                conn.execute(text("INSERT INTO prompts (id, project_id, external_id, metadata, content_hash, is_gold, "
+                                  "priority, created_at) VALUES (1, 1, 'x', '{}', 'h', false, 0, CURRENT_TIMESTAMP)"))
+            upgrade(url, "0007")
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO test_set_versions (project_id, version, comparison_watermark, prompts, "
+                                  "created_at) VALUES (1, 1, 10, 1, CURRENT_TIMESTAMP)"))
+                conn.execute(text("INSERT INTO test_set_prompts (project_id, prompt_id, version, added_at) "
+                                  "VALUES (1, 1, 1, CURRENT_TIMESTAMP)"))
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text("INSERT INTO test_set_prompts (project_id, prompt_id, version, added_at) "
+                                      "VALUES (1, 1, 2, CURRENT_TIMESTAMP)"))
+            except Exception as exc:  # noqa: BLE001 - either driver's IntegrityError
+                assert "test_set_prompts" in str(exc) or "unique" in str(exc).lower()
+            else:
+                raise AssertionError("a prompt joined the test set twice")
+            command.downgrade(alembic_config(url), "0006")
+            with engine.connect() as conn:
+                tables = inspect(conn).get_table_names()
+                assert "test_set_versions" not in tables and "test_set_prompts" not in tables
+            upgrade(url)
+            check(url)
+        finally:
+            engine.dispose()
+
+
+def test_membership_migration_adds_one_row_per_member_and_downgrades(dialect: str, tmp_path: Path) -> None:
+    """0008 adds project membership: one row per (project, user), removed with the project or the user, and
+    goes down to 0007 and up again cleanly."""
+    for url in _fresh_url(dialect, tmp_path):
+        upgrade(url, "0008")
+        engine = create_db_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO projects (id, name, guidelines, k_min, k_max, annotations_per_prompt, "
+                                  "lease_minutes, allow_fewer_than_k_min, settings, created_at) VALUES "
+                                  "(1, 'p', '', 2, 4, 1, 30, false, '{}', CURRENT_TIMESTAMP)"))
+                conn.execute(text("INSERT INTO users (id, email, display_name, role, is_active, is_ai, created_at) "
+                                  "VALUES (1, 'a@example.org', 'a', 'annotator', true, false, CURRENT_TIMESTAMP)"))
+                conn.execute(text("INSERT INTO project_members (project_id, user_id, added_at) "
+                                  "VALUES (1, 1, CURRENT_TIMESTAMP)"))
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text("INSERT INTO project_members (project_id, user_id, added_at) "
+                                      "VALUES (1, 1, CURRENT_TIMESTAMP)"))
+            except Exception as exc:  # noqa: BLE001 - either driver's IntegrityError
+                assert "project_members" in str(exc) or "unique" in str(exc).lower()
+            else:
+                raise AssertionError("a user became a member of one project twice")
+            command.downgrade(alembic_config(url), "0007")
+            with engine.connect() as conn:
+                assert "project_members" not in inspect(conn).get_table_names()
+            upgrade(url)
+            check(url)
+        finally:
+            engine.dispose()

@@ -46,6 +46,8 @@ class JobContext:
     fraction: float = 0.0
     message: str = ""
     progress_changed: threading.Event = field(default_factory=threading.Event)
+    # The web request that enqueued the job (app.logs): the worker's log lines for this job carry it.
+    request_id: str | None = None
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress; the heartbeat thread writes it to the job row."""

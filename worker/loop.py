@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import create_db_engine, make_session_factory, unit_of_work
 from app.jobs import queries as job_queries
 from app.jobs import queue
+from app.jobs.schemas import split_request_id
+from app.logs import bound_request_id
 from app.loop import chain
 from app.registry import service as registry
 from app.scheduler import service as scheduler
@@ -178,9 +181,10 @@ def claim_context(factory: sessionmaker[Session], settings: Settings, config: Wo
         job = queue.claim(db, config.worker_id, kinds=config.kinds)
         if job is None:
             return None
-        return JobContext(job_id=job.id, kind=job.kind, project_id=job.project_id, payload=dict(job.payload),
+        payload, request_id = split_request_id(job.payload)
+        return JobContext(job_id=job.id, kind=job.kind, project_id=job.project_id, payload=payload,
                           attempt=job.attempts, worker_id=config.worker_id, settings=settings,
-                          session_factory=factory, shutdown=shutdown)
+                          session_factory=factory, shutdown=shutdown, request_id=request_id)
 
 
 def run_worker(settings: Settings, config: WorkerConfig, engine: Engine | None = None,
@@ -213,9 +217,14 @@ def run_worker(settings: Settings, config: WorkerConfig, engine: Engine | None =
                     break
                 shutdown.wait(config.poll_seconds)
                 continue
-            log.info("job %s (%s) attempt %s started", ctx.job_id, ctx.kind, ctx.attempt)
-            outcome = run_job(ctx, factory, config)
-            log.info("job %s (%s) -> %s", ctx.job_id, ctx.kind, outcome)
+            # The job's lines (and jobs it enqueues) carry the id of the request that asked for it.
+            with bound_request_id(ctx.request_id):
+                fields = {"job_id": ctx.job_id, "job_kind": ctx.kind, "attempt": ctx.attempt}
+                log.info("job %s (%s) attempt %s started", ctx.job_id, ctx.kind, ctx.attempt, extra=fields)
+                began = time.monotonic()
+                outcome = run_job(ctx, factory, config)
+                log.info("job %s (%s) -> %s", ctx.job_id, ctx.kind, outcome,
+                         extra={**fields, "outcome": outcome, "duration_seconds": round(time.monotonic() - began, 3)})
             processed += 1
     finally:
         for sig, handler in previous.items():

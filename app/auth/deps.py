@@ -7,6 +7,7 @@ browser session plus a CSRF header; 401 when neither).
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -121,6 +122,32 @@ async def api_admin(user: Annotated[User, Depends(api_user)]) -> User:
     if not user.is_admin:
         raise HTTPException(status_code=403, detail="This endpoint is for admins.")
     return user
+
+
+def _presents_token(request: Request, token: str) -> bool:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(),
+                                                                              token.encode())
+
+
+def require_operator(request: Request, *, open_in_dev: bool, scraper_token: str = "") -> None:
+    """Guard of the operational endpoints (/metrics, /openapi.json): they name every route, so outside dev
+    only an admin (browser session or API token) or, where given, the scraper's bearer token gets them.
+
+    The scraper token is compared before any database work, so Prometheus still scrapes during an outage.
+    """
+    if _presents_token(request, scraper_token):
+        return
+    if open_in_dev and request.app.state.settings.is_dev:
+        return
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with unit_of_work(factory) as db:
+        user = _resolve(request, db)
+    if user is None:
+        raise HTTPException(status_code=401, detail="Authentication required: an admin, or the metrics bearer token.",
+                            headers={"WWW-Authenticate": 'Bearer realm="prefloop"'})
+    if not user.is_admin:
+        raise HTTPException(status_code=403, detail="This endpoint is for admins.")
 
 
 CurrentUser = Annotated[User, Depends(require_user)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -14,9 +15,19 @@ from app.auth import service
 from app.auth.deps import SESSION_COOKIE, DbSession, MaybeUser
 from app.auth.throttle import LoginThrottle, retry_after_header
 from app.web.csrf import verify_csrf
+from app.web.metrics import LOGINS
 from app.web.templating import render
 
 router = APIRouter(tags=["auth"])
+log = logging.getLogger("prefloop.auth")
+
+
+def _log_login(request: Request, email: str, outcome: str, user_id: int | None = None) -> None:
+    """One line per sign-in attempt: the address as typed and the outcome; never the password."""
+    LOGINS.labels(outcome).inc()
+    log.log(logging.INFO if outcome == "success" else logging.WARNING, "login %s for %s", outcome, email[:320],
+            extra={"event": "auth.login", "outcome": outcome, "email": email[:320], "user_id": user_id,
+                   "client": request.client.host if request.client else ""})
 
 
 def _safe_next(target: str | None) -> str:
@@ -69,6 +80,7 @@ async def login_submit(
     throttle: LoginThrottle = request.app.state.login_throttle
     wait = throttle.admit(request.client.host if request.client else "", email.strip().lower()[:320])
     if wait or throttle.saturated():
+        _log_login(request, email, "throttled")
         return _login_page(request, next, email, service.TOO_MANY_ATTEMPTS, 429, wait or 1.0)
     result = await anyio.to_thread.run_sync(
         partial(
@@ -85,8 +97,11 @@ async def login_submit(
     )
     if result.session_token is None:
         if result.retry_after is not None:
+            _log_login(request, email, "locked")
             return _login_page(request, next, email, result.error or "", 429, result.retry_after)
+        _log_login(request, email, "failure")
         return _login_page(request, next, email, result.error or "", 401)
+    _log_login(request, email, "success", result.user.id if result.user is not None else None)
     previous = request.cookies.get(SESSION_COOKIE)
     if previous:
         # rotation: the pre-login session id never stays valid (a quick delete, off the event loop too)

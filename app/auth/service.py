@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from app.auth import queries
+from app.auth.passwords import password_problem
 from app.auth.secrets import generate_password, hash_password, new_token, token_digest, verify_password
 from app.models import ApiToken, LoginAttempt, User, UserSession, utcnow
 from app.models.users import ROLES
+
+log = logging.getLogger("prefloop.auth")
 
 GENERIC_LOGIN_FAILURE = "Wrong e-mail or password, or too many attempts; wait a few minutes and try again."
 TOO_MANY_ATTEMPTS = "Too many sign-in attempts; wait a few minutes and try again."
@@ -59,6 +63,8 @@ def create_user(
     generated = None
     if password is None:
         generated = password = generate_password()
+    elif problem := password_problem(password, address):
+        raise AuthError(problem)
     try:
         password_hash = hash_password(password)
     except ValueError as exc:
@@ -66,10 +72,15 @@ def create_user(
     name = (display_name or address.split("@", 1)[0]).strip()[:200] or address
     user = User(email=address, display_name=name, role=role, password_hash=password_hash, is_ai=is_ai)
     queries.add(db, user)
+    log.info("user %s created (%s)", address, role,
+             extra={"event": "admin.user_created", "user_id": user.id, "email": address, "role": role})
     return CreatedUser(user=user, password=generated)
 
 
 def set_password(db: Session, user: User, password: str) -> None:
+    """Set a password the user chose (app.auth.passwords has the policy); ends every session of the user."""
+    if problem := password_problem(password, user.email):
+        raise AuthError(problem)
     try:
         user.password_hash = hash_password(password)
     except ValueError as exc:
@@ -169,6 +180,8 @@ def revoke_sessions(db: Session, user: User) -> int:
 
 
 def set_active(db: Session, user: User, active: bool) -> None:
+    log.info("user %s %s", user.email, "activated" if active else "deactivated",
+             extra={"event": "admin.user_active", "user_id": user.id, "active": active})
     user.is_active = active
     if not active:
         queries.delete_user_sessions(db, user.id)

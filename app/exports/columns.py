@@ -48,7 +48,8 @@ def schema_for(kind: str, conversational: bool, margin: bool = False) -> pa.Sche
     elif kind == "sft":
         fields = [
             ("prompt_id", pa.int64()), ("prompt", text), ("completion", text), ("ranking_id", pa.int64()),
-            ("annotator_id", pa.int64()), ("created_at", pa.string()),
+            ("annotator_id", pa.int64()), ("created_at", pa.string()), ("demonstration_id", pa.int64()),
+            ("source", pa.string()), ("labeler", pa.string()),
         ]
     elif kind == "consensus":
         fields = [

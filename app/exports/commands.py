@@ -17,7 +17,7 @@ def register(cli: typer.Typer) -> None:
     @cli.command("export")
     def export_command(
         project: Annotated[str, typer.Argument(help="project id or name")],
-        kind: Annotated[str, typer.Option(help="pairs, rankings, rm, prompts or sft")] = "pairs",
+        kind: Annotated[str, typer.Option(help="pairs, rankings, rm, prompts, sft or consensus")] = "pairs",
         file_format: Annotated[
             str | None, typer.Option("--format", help="jsonl, csv or parquet (default jsonl; bundles parquet)")
         ] = None,
@@ -30,6 +30,10 @@ def register(cli: typer.Typer) -> None:
         model_version: Annotated[
             int | None, typer.Option(help="only comparisons of completions sampled by this model version")
         ] = None,
+        trained_version: Annotated[str | None, typer.Option(
+            "--trained-version", help="only the rows that trained this model version (id or name): pairs, rankings "
+                                      "or rm of a reward model or DPO policy, sft of an SFT policy, prompts of "
+                                      "a PPO/RLOO policy")] = None,
         margin_column: Annotated[bool, typer.Option("--margin-column", help="pairs: add margin (pairwise strength 1-3, else rank_gap)")] = False,
         flatten_chat: Annotated[bool, typer.Option(
             "--flatten-chat", help="CSV of conversations: write each as 'role: content' turns")] = False,
@@ -54,7 +58,7 @@ def register(cli: typer.Typer) -> None:
             with Session(engine) as db:
                 project_id = projects.get_by_ref(db, project).id
                 filters = service.resolve_filters(db, project_id, since, annotator, model_version,
-                                                  humans_only=humans_only)
+                                                  humans_only=humans_only, trained_version=trained_version)
             options = ExportOptions(margin_column=margin_column, flatten_chat=flatten_chat)
             if bundle is not None:
                 result = service.write_bundle(

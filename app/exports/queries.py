@@ -9,11 +9,35 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, String, and_, cast, exists, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    Engine,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    exists,
+    or_,
+    select,
+)
 from sqlalchemy.orm import aliased
 
 from app.exports.schemas import ExportFilters
-from app.models import Comparison, Completion, ModelVersion, Prompt, Ranking
+from app.models import (
+    Comparison,
+    Completion,
+    Demonstration,
+    ModelVersion,
+    ModelVersionComparison,
+    ModelVersionDemonstration,
+    ModelVersionPrompt,
+    Prompt,
+    Ranking,
+)
 
 YIELD_PER = 5000
 AnySelect = Select[*tuple[Any, ...]]
@@ -90,19 +114,25 @@ def pairs_query(project_id: int, filters: ExportFilters) -> AnySelect:
         )
     if filters.humans_only:
         query = query.where(or_(Ranking.source.is_(None), Ranking.source != "ai"))
+    if filters.trained_version_id is not None:
+        query = query.where(exists().where(ModelVersionComparison.model_version_id == filters.trained_version_id,
+                                           ModelVersionComparison.comparison_id == c.id))
     return query
 
 
-def rankings_query(project_id: int, filters: ExportFilters, *, demonstrations_only: bool = False) -> AnySelect:
+def rankings_query(project_id: int, filters: ExportFilters) -> AnySelect:
     """Rankings with their prompt, in id order. Completion texts are fetched per batch (`completions_by_id`).
 
-    Columns: id, prompt_id, annotator_id, ranks, shown_order, flags, likert, rationale, not_rankable,
-    wall_seconds, active_seconds, weight, source, created_at, demonstration, prompt text, messages, system.
+    Columns: id, prompt_id, annotator_id, ranks, shown_order, flags, likert (their stored JSON text), rationale,
+    not_rankable,
+    wall_seconds, active_seconds, weight, source, created_at, demonstration, prompt text, messages, system,
+    client_info.
     """
     r = Ranking
     query = (
         select(
-            r.id, r.prompt_id, r.annotator_id, r.ranks, r.shown_order, r.flags, r.likert, r.rationale,
+            r.id, r.prompt_id, r.annotator_id, r.ranks, r.shown_order, cast(r.flags, String).label("flags"),
+            cast(r.likert, String).label("likert"), r.rationale,
             r.not_rankable, r.wall_seconds, r.active_seconds, r.weight, r.source, r.created_at, r.demonstration,
             *_PROMPT_COLUMNS, r.client_info,
         )
@@ -110,14 +140,19 @@ def rankings_query(project_id: int, filters: ExportFilters, *, demonstrations_on
         .where(r.project_id == project_id)
         .order_by(r.id)
     )
-    if demonstrations_only:
-        query = query.where(r.demonstration.is_not(None), func.length(r.demonstration) > 0)
     if filters.since is not None:
         query = query.where(r.created_at >= filters.since)
     if filters.annotator_id is not None:
         query = query.where(r.annotator_id == filters.annotator_id)
     if filters.humans_only:
         query = query.where(r.source != "ai")
+    if filters.trained_version_id is not None:  # a ranking trained a version when one of its comparisons did
+        lineage = (
+            select(ModelVersionComparison.comparison_id)
+            .join(Comparison, Comparison.id == ModelVersionComparison.comparison_id)
+            .where(ModelVersionComparison.model_version_id == filters.trained_version_id, Comparison.ranking_id == r.id)
+        )
+        query = query.where(lineage.exists())
     return query
 
 
@@ -126,6 +161,36 @@ def prompts_query(project_id: int, filters: ExportFilters) -> AnySelect:
     query: AnySelect = select(Prompt.id, *_PROMPT_COLUMNS).where(Prompt.project_id == project_id).order_by(Prompt.id)
     if filters.since is not None:
         query = query.where(Prompt.created_at >= filters.since)
+    if filters.trained_version_id is not None:
+        query = query.where(exists().where(ModelVersionPrompt.model_version_id == filters.trained_version_id,
+                                           ModelVersionPrompt.prompt_id == Prompt.id))
+    return query
+
+
+def demonstrations_query(project_id: int, filters: ExportFilters) -> AnySelect:
+    """Demonstrations (written beside a ranking or imported) with their prompt, in id order.
+
+    Columns: id, prompt_id, text, source, ranking_id, annotator_id, created_at, prompt text, messages, system,
+    and the source and client_info of the ranking it was written beside (None for imported ones).
+    """
+    d = Demonstration
+    query: AnySelect = (
+        select(d.id, d.prompt_id, d.text, d.source, d.ranking_id, d.annotator_id, d.created_at, *_PROMPT_COLUMNS,
+               Ranking.source, Ranking.client_info)
+        .join(Prompt, Prompt.id == d.prompt_id)
+        .outerjoin(Ranking, Ranking.id == d.ranking_id)
+        .where(Prompt.project_id == project_id)
+        .order_by(d.id)
+    )
+    if filters.since is not None:
+        query = query.where(d.created_at >= filters.since)
+    if filters.annotator_id is not None:
+        query = query.where(d.annotator_id == filters.annotator_id)
+    if filters.humans_only:
+        query = query.where(or_(Ranking.source.is_(None), Ranking.source != "ai"))
+    if filters.trained_version_id is not None:
+        query = query.where(exists().where(ModelVersionDemonstration.model_version_id == filters.trained_version_id,
+                                           ModelVersionDemonstration.demonstration_id == d.id))
     return query
 
 
@@ -136,12 +201,18 @@ def completions_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, Complet
     """Text, sampling model version id and its name of each completion id (in chunks, in the same snapshot)."""
     found: dict[int, CompletionInfo] = {}
     unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), 1000):
-        chunk = unique[start : start + 1000]
+    postgres = conn.dialect.name == "postgresql"
+    # Postgres takes the ids as one array parameter: an IN list of a thousand placeholders costs more to
+    # build and parse than the lookup itself. SQLite has no arrays (and caps a statement's parameters).
+    size = 5000 if postgres else 1000
+    for start in range(0, len(unique), size):
+        chunk = unique[start : start + size]
+        match = Completion.id == any_(bindparam("ids", chunk, type_=ARRAY(BigInteger))) if postgres \
+            else Completion.id.in_(chunk)
         query = (
             select(Completion.id, Completion.text, Completion.model_version_id, ModelVersion.name)
             .outerjoin(ModelVersion, ModelVersion.id == Completion.model_version_id)
-            .where(Completion.id.in_(chunk))
+            .where(match)
         )
         for cid, text, version, name in conn.execute(query):
             found[cid] = (text, version, name)
@@ -151,3 +222,23 @@ def completions_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, Complet
 def model_version_in_project(conn: Connection, project_id: int, version_id: int) -> bool:
     query = select(ModelVersion.id).where(ModelVersion.id == version_id, ModelVersion.project_id == project_id)
     return conn.execute(query).first() is not None
+
+
+def versions_named(conn: Connection, project_id: int, ref: str) -> list[tuple[int, str]]:
+    """(id, name) of the project's model versions whose id (all digits) or name is `ref`."""
+    match = ModelVersion.id == int(ref) if ref.isdigit() else ModelVersion.name == ref
+    query = select(ModelVersion.id, ModelVersion.name).where(ModelVersion.project_id == project_id, match)
+    return [(int(i), str(n)) for i, n in conn.execute(query.order_by(ModelVersion.id))]
+
+
+def version_name(conn: Connection, version_id: int) -> str | None:
+    return conn.execute(select(ModelVersion.name).where(ModelVersion.id == version_id)).scalar()
+
+
+def lineages_of(conn: Connection, version_id: int) -> set[str]:
+    """Which lineage tables ("comparisons", "demonstrations", "prompts") hold rows for this version."""
+    columns = {"comparisons": ModelVersionComparison.model_version_id,
+               "demonstrations": ModelVersionDemonstration.model_version_id,
+               "prompts": ModelVersionPrompt.model_version_id}
+    return {name for name, column in columns.items()
+            if conn.execute(select(exists().where(column == version_id))).scalar()}

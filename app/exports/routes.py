@@ -6,6 +6,7 @@ committed and closed before the response body is sent.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -45,18 +46,20 @@ def _download(request: Request, db: Session, project_id: int, query: ExportQuery
             raise service.ExportError("model_version must be a model version id")
         version = int(model_version) if model_version else None
         filters = service.resolve_filters(db, project.id, query.since, query.annotator, version,
-                                          humans_only=query.humans_only)
+                                          humans_only=query.humans_only, trained_version=query.trained_version)
     except service.ExportError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
     engine = request.app.state.engine
     kind, fmt = query.kind, query.format
     options = ExportOptions(margin_column=query.margin_column, flatten_chat=query.flatten_chat)
     try:
-        service.ensure_exportable(engine, project.id, kind, fmt, options)  # before the first byte is sent
+        service.ensure_exportable(engine, project.id, kind, fmt, options, filters)  # before the first byte is sent
     except service.ExportError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
     body = service.stream_export(engine, project.id, kind, fmt, filters, options)
     file_name = f"prefloop-project-{project.id}-{kind}.{EXTENSIONS[fmt]}"
+    logging.getLogger("prefloop.exports").info("export of project %s served: %s as %s", project.id, kind, fmt, extra={
+        "event": "export.served", "project_id": project.id, "export_kind": kind, "format": fmt})
     return StreamingResponse(
         body,
         media_type=MEDIA_TYPES[fmt],

@@ -79,6 +79,12 @@ def _json(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def stored_json(text: str | None) -> str:
+    """A JSON column exported as JSON text: the text as stored (`{}` for null), the same on the Postgres fast
+    path, which has no way to re-encode it as Python would."""
+    return "{}" if text is None or text == "null" else text
+
+
 def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
           options: ExportOptions) -> Iterator[dict[str, Any]]:
     """One row per non-tied comparison, in TRL's preference format plus provenance columns."""
@@ -115,10 +121,10 @@ def pairs(conn: Connection, project_id: int, filters: ExportFilters, shaper: Pro
         yield row
 
 
-def _ranking_batches(conn: Connection, project_id: int, filters: ExportFilters,
-                     demonstrations_only: bool) -> Iterator[tuple[list[Row[Any]], dict[int, queries.CompletionInfo]]]:
+def _ranking_batches(conn: Connection, project_id: int,
+                     filters: ExportFilters) -> Iterator[tuple[list[Row[Any]], dict[int, queries.CompletionInfo]]]:
     batch: list[Row[Any]] = []
-    query = queries.rankings_query(project_id, filters, demonstrations_only=demonstrations_only)
+    query = queries.rankings_query(project_id, filters)
     for row in queries.stream(conn, query):
         batch.append(row)
         if len(batch) >= BATCH:
@@ -135,7 +141,7 @@ def _from_version(shown: list[int], texts: dict[int, queries.CompletionInfo], ve
 def rankings(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
              options: ExportOptions) -> Iterator[dict[str, Any]]:
     """One row per ranking: the shown completions in shown order with their ranks (1 = best, ties equal)."""
-    for batch, texts in _ranking_batches(conn, project_id, filters, False):
+    for batch, texts in _ranking_batches(conn, project_id, filters):
         for r in batch:
             shown = [c for c in r.shown_order if c in texts]
             if not _from_version(shown, texts, filters.model_version_id):
@@ -152,8 +158,8 @@ def rankings(conn: Connection, project_id: int, filters: ExportFilters, shaper: 
                 "ranks": [ranks.get(str(c)) for c in shown],
                 "shown_order": list(r.shown_order),
                 "annotator_id": r.annotator_id,
-                "flags": json.dumps(r.flags or {}, ensure_ascii=False),
-                "likert": json.dumps(r.likert or {}, ensure_ascii=False),
+                "flags": stored_json(r.flags),
+                "likert": stored_json(r.likert),
                 "rationale": r.rationale or "",
                 "not_rankable": bool(r.not_rankable),
                 "wall_seconds": r.wall_seconds,
@@ -189,17 +195,21 @@ def prompts(conn: Connection, project_id: int, filters: ExportFilters, shaper: P
 
 def sft(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,
         options: ExportOptions) -> Iterator[dict[str, Any]]:
-    """Prompt + demonstration, from rankings whose annotator wrote one (TRL's prompt-completion format)."""
-    for batch, _texts in _ranking_batches(conn, project_id, filters, True):
-        for r in batch:
-            yield {
-                "prompt_id": r.prompt_id,
-                "prompt": shaper(r.prompt_id, r.text, r.messages, r.system),
-                "completion": shaper.answer(r.demonstration),
-                "ranking_id": r.id,
-                "annotator_id": r.annotator_id,
-                "created_at": timestamp(r.created_at),
-            }
+    """Prompt + demonstration (TRL's prompt-completion format): every demonstration, written by an annotator
+    beside a ranking or imported, with who wrote it. It imports back as demonstrations (the `sft` dialect)."""
+    for (did, prompt_id, text, source, ranking_id, annotator_id, created_at, prompt_text, messages, system,
+         ranking_source, client_info) in queries.stream(conn, queries.demonstrations_query(project_id, filters)):
+        yield {
+            "prompt_id": prompt_id,
+            "prompt": shaper(prompt_id, prompt_text, messages, system),
+            "completion": shaper.answer(text),
+            "ranking_id": ranking_id,
+            "annotator_id": annotator_id,
+            "created_at": timestamp(created_at),
+            "demonstration_id": did,
+            "source": source,
+            "labeler": labeler("imported" if source == "imported" else ranking_source, _json(client_info)),
+        }
 
 
 def consensus(conn: Connection, project_id: int, filters: ExportFilters, shaper: PromptShaper,

@@ -22,13 +22,25 @@ MEDIA_TYPES = {
 
 @dataclass(frozen=True)
 class ExportFilters:
-    """Which rows to export. `model_version_id`: only rows whose completions that model version sampled."""
+    """Which rows to export. `model_version_id`: only rows whose completions that model version sampled.
+    `trained_version_id`: only the rows in that version's training data (its lineage; see `TRAINED_KINDS`)."""
 
     since: datetime | None = None
     annotator_id: int | None = None
     model_version_id: int | None = None
     # Leave out what the AI annotator labelled (labeler reward-model / llm-judge:…); imported labels stay.
     humans_only: bool = False
+    trained_version_id: int | None = None
+
+
+# The lineage a training job records for a version, and the export kinds whose rows it names: reward models
+# and DPO policies train on comparisons (a ranking's row is in when one of its comparisons is), SFT policies
+# on demonstrations, PPO/RLOO policies on the prompts of their rollouts.
+TRAINED_KINDS: dict[str, tuple[str, ...]] = {
+    "comparisons": ("pairs", "rankings", "rm"),
+    "demonstrations": ("sft",),
+    "prompts": ("prompts",),
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,8 @@ class ExportQuery(BaseModel):
     since: str | None = Field(default=None, max_length=64, description="ISO date/datetime, UTC if naive")
     annotator: str | None = Field(default=None, max_length=320, description="email or user id")
     model_version: str | None = Field(default=None, max_length=20, description="model version id")
+    trained_version: str | None = Field(default=None, max_length=200,
+                                        description="model version id or name: only the rows that trained it")
     margin_column: bool = False
     humans_only: bool = Field(default=False, description="leave out the AI annotator's labels (labeler "
                                                           "reward-model or llm-judge:…)")

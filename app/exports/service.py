@@ -23,8 +23,8 @@ from app.auth import service as auth
 from app.exports import pg_copy, queries
 from app.exports.columns import schema_for
 from app.exports.rows import BUILDERS, FlatChatShaper, PromptShaper
-from app.exports.schemas import FORMATS, KINDS, ExportFilters, ExportOptions
-from app.exports.writers import ChunkSink, Sink, Writer, make_writer
+from app.exports.schemas import FORMATS, KINDS, TRAINED_KINDS, ExportFilters, ExportOptions
+from app.exports.writers import ChunkSink, ParquetWriter, Sink, Writer, make_writer
 
 BATCH_ROWS = 5000
 BUNDLE_FORMATS = ("parquet", "jsonl")
@@ -54,9 +54,10 @@ def parse_since(value: str | None) -> datetime | None:
 
 def resolve_filters(
     db: Session, project_id: int, since: str | None, annotator: str | None, model_version: int | None,
-    *, humans_only: bool = False,
+    *, humans_only: bool = False, trained_version: str | None = None,
 ) -> ExportFilters:
-    """Filters from user input: the annotator by id or email; the model version must belong to the project."""
+    """Filters from user input: the annotator by id or email; the model version must belong to the project;
+    the trained version by id or name, of the project."""
     annotator_id: int | None = None
     if annotator:
         if annotator.strip().isdigit():
@@ -68,8 +69,47 @@ def resolve_filters(
                 raise ExportError(f"annotator {annotator!r} not found") from exc
     if model_version is not None and not queries.model_version_in_project(db.connection(), project_id, model_version):
         raise ExportError(f"model version {model_version} not found in this project")
+    trained_version_id = resolve_version(db, project_id, trained_version) if trained_version else None
     return ExportFilters(since=parse_since(since), annotator_id=annotator_id, model_version_id=model_version,
-                         humans_only=humans_only)
+                         humans_only=humans_only, trained_version_id=trained_version_id)
+
+
+def resolve_version(db: Session, project_id: int, ref: str) -> int:
+    """The id of the project's model version `ref` (its id or its name)."""
+    ref = ref.strip()
+    found = queries.versions_named(db.connection(), project_id, ref)
+    if not found:
+        raise ExportError(f"trained version: model version {ref!r} not found in this project (give its id or name, "
+                          "as on the models page)")
+    if len(found) > 1:
+        ids = ", ".join(str(i) for i, _ in found)
+        raise ExportError(f"trained version: {len(found)} model versions are named {ref!r} (ids {ids}); give the id")
+    return found[0][0]
+
+
+def trained_kinds(conn: Connection, version_id: int) -> tuple[str, ...]:
+    """The export kinds whose rows a version's recorded lineage names (empty: it has none)."""
+    lineages = queries.lineages_of(conn, version_id)
+    return tuple(kind for kind in KINDS if any(kind in TRAINED_KINDS[name] for name in lineages))
+
+
+def check_trained(conn: Connection, kind: str, filters: ExportFilters) -> None:
+    """Refuses a trained-version filter on a kind the version's lineage says nothing about."""
+    version_id = filters.trained_version_id
+    if version_id is None:
+        return
+    name = queries.version_name(conn, version_id)
+    if name is None:
+        raise ExportError(f"trained version: model version {version_id} not found")
+    kinds = trained_kinds(conn, version_id)
+    label = f"model version {name} (id {version_id})"
+    if not kinds:
+        raise ExportError(f"trained version: {label} has no recorded training data (a base model, or one not "
+                          "finished training), so no rows trained it")
+    if kind not in kinds:
+        lineages = " and ".join(sorted(queries.lineages_of(conn, version_id)))
+        raise ExportError(f"trained version: {label} was trained on {lineages}; export kind "
+                          f"{' or '.join(kinds)} for its training rows, not {kind}")
 
 
 def _check(kind: str, fmt: str) -> None:
@@ -97,11 +137,13 @@ def check_shape(conn: Connection, project_id: int, fmt: str, options: ExportOpti
     return conversational and not flat, flat
 
 
-def ensure_exportable(engine: Engine, project_id: int, kind: str, fmt: str, options: ExportOptions) -> None:
+def ensure_exportable(engine: Engine, project_id: int, kind: str, fmt: str, options: ExportOptions,
+                      filters: ExportFilters | None = None) -> None:
     """Every check an export makes before its first byte, for callers that stream (HTTP)."""
     _check(kind, fmt)
     with queries.snapshot(engine) as conn:
         check_shape(conn, project_id, fmt, options)
+        check_trained(conn, kind, filters or ExportFilters())
 
 
 class _CopiedLines:
@@ -111,22 +153,35 @@ class _CopiedLines:
         self.rows = 0
 
 
-def _write_copied(conn: Connection, project_id: int, filters: ExportFilters, options: ExportOptions,
+def _write_copied(conn: Connection, kind: str, project_id: int, filters: ExportFilters, options: ExportOptions,
                   sink: Sink, conversational: bool) -> Iterator[_CopiedLines]:
     progress = _CopiedLines()
-    for chunk, rows in pg_copy.stream_pairs_jsonl(conn, project_id, filters, options, conversational):
+    for chunk, rows in pg_copy.stream_jsonl(conn, kind, project_id, filters, options, conversational):
         sink.write(chunk)
         progress.rows += rows
         yield progress
     yield progress
 
 
+def _write_copied_parquet(conn: Connection, kind: str, project_id: int, filters: ExportFilters,
+                          options: ExportOptions, sink: Sink, conversational: bool) -> Iterator[Writer]:
+    writer = ParquetWriter(sink, schema_for(kind, conversational, options.margin_column))
+    for table in pg_copy.stream_tables(conn, kind, project_id, filters, options, conversational, writer.schema,
+                                       BATCH_ROWS):
+        writer.write_table(table)
+        yield writer
+    writer.close()
+    yield writer
+
+
 def _write(conn: Connection, project_id: int, kind: str, filters: ExportFilters, options: ExportOptions,
            sink: Sink, fmt: str, *, fast: bool = True) -> Iterator[Writer | _CopiedLines]:
     """Feed a new writer batch by batch, yielding it after each batch so a caller can drain its sink."""
     conversational, flat = check_shape(conn, project_id, fmt, options)
-    if fast and kind == "pairs" and fmt == "jsonl" and conn.dialect.name == "postgresql":
-        yield from _write_copied(conn, project_id, filters, options, sink, conversational)
+    check_trained(conn, kind, filters)
+    if fast and kind in pg_copy.FAST_KINDS and fmt in ("jsonl", "parquet") and conn.dialect.name == "postgresql":
+        copied = _write_copied if fmt == "jsonl" else _write_copied_parquet
+        yield from copied(conn, kind, project_id, filters, options, sink, conversational)
         return
     writer = make_writer(fmt, sink, schema_for(kind, conversational, options.margin_column))
     batch: list[dict[str, Any]] = []
@@ -218,7 +273,7 @@ def write_bundle(engine: Engine, project_id: int, target: Path, fmt: str = "parq
     try:
         with queries.snapshot(engine) as conn:
             conversational = queries.has_conversational_prompts(conn, project_id)
-            for kind in KINDS:
+            for kind in _bundle_kinds(conn, filters):
                 result.rows[kind] = _write_kind_splits(conn, project_id, kind, fmt, staging, conversational,
                                                        test_fraction, filters, options)
         (staging / "README.md").write_text(bundle_readme(fmt, result.rows), encoding="utf-8")
@@ -229,6 +284,15 @@ def write_bundle(engine: Engine, project_id: int, target: Path, fmt: str = "parq
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
+
+
+def _bundle_kinds(conn: Connection, filters: ExportFilters) -> tuple[str, ...]:
+    """Every kind; with a trained version, the kinds its lineage names (the others would say nothing)."""
+    if filters.trained_version_id is None:
+        return KINDS
+    kinds = trained_kinds(conn, filters.trained_version_id)
+    check_trained(conn, kinds[0] if kinds else "", filters)
+    return kinds
 
 
 def _write_kind_splits(conn: Connection, project_id: int, kind: str, fmt: str, staging: Path, conversational: bool,
@@ -257,9 +321,11 @@ def _write_kind_splits(conn: Connection, project_id: int, kind: str, fmt: str, s
 def bundle_readme(fmt: str, rows: dict[str, dict[str, int]]) -> str:
     """The dataset card: a YAML header declaring one config per kind with its train/test data files."""
     lines = ["---", "configs:"]
-    for kind in KINDS:
+    kinds = [kind for kind in KINDS if kind in rows]
+    default = "pairs" if "pairs" in rows else kinds[0]
+    for kind in kinds:
         lines.append(f"- config_name: {kind}")
-        if kind == "pairs":
+        if kind == default:
             lines.append("  default: true")
         lines.append("  data_files:")
         # `datasets` cannot load a split with no rows, so empty splits are left out of the card (the files
@@ -277,8 +343,8 @@ def bundle_readme(fmt: str, rows: dict[str, dict[str, int]]) -> str:
     lines.append("")
     lines.append("| config | train | test |")
     lines.append("| --- | --- | --- |")
-    for kind in KINDS:
+    for kind in kinds:
         lines.append(f"| {kind} | {rows[kind]['train']} | {rows[kind]['test']} |")
     lines.append("")
-    lines.append("Load with `datasets.load_dataset(\"<this directory>\", \"pairs\")`. See docs/formats.md.")
+    lines.append(f"Load with `datasets.load_dataset(\"<this directory>\", \"{default}\")`. See docs/formats.md.")
     return "\n".join(lines) + "\n"

@@ -128,8 +128,13 @@ class ParquetWriter:
 
     def write_rows(self, batch: list[dict[str, Any]]) -> None:
         if batch:
-            self._writer.write_table(pa.Table.from_pylist(batch, schema=self.schema))
-            self.rows += len(batch)
+            self.write_table(pa.Table.from_pylist(batch, schema=self.schema))
+
+    def write_table(self, table: pa.Table) -> None:
+        """One row group of rows already in Arrow form (the Postgres fast path parses them there)."""
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
 
     def close(self) -> None:
         self._writer.close()

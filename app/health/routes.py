@@ -1,21 +1,25 @@
-"""`/livez` (the process answers), `/readyz` (database reachable, schema at head), `/metrics` (Prometheus).
+"""`/livez` (the process answers), `/readyz` (database reachable, schema at head), `/metrics` (Prometheus)
+and `/openapi.json` (the API's schema).
 
-`/livez` and `/readyz` are open: they tell nothing but up or down. `/metrics` names routes and counts, so
-outside dev it is hidden (404) until PREFLOOP_METRICS_TOKEN is set, and then wants that bearer token.
+`/livez` and `/readyz` are open: they tell nothing but up or down. `/metrics` and `/openapi.json` name every
+route, so outside dev only admins get them (app.auth.deps.require_operator), and `/metrics` also answers
+PREFLOOP_METRICS_TOKEN as a bearer token (for Prometheus). A metrics token set in dev is required there too.
 """
 
 from __future__ import annotations
 
-import hmac
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.auth.deps import require_operator
+from app.health.collectors import DatabaseCollector
 from app.migrate import is_at_head
-from app.web.metrics import REGISTRY
+from app.settings import prometheus_multiproc_dir
+from app.web.metrics import exposition
 
 router = APIRouter(tags=["health"])
 
@@ -39,21 +43,16 @@ def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _require_metrics_access(request: Request) -> None:
-    """A set token is always required; without one the endpoint is open in dev/test and absent in prod."""
-    settings = request.app.state.settings
-    token: str = settings.metrics_token
-    if not token:
-        if settings.is_dev:
-            return
-        raise HTTPException(status_code=404, detail="Not Found")
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        raise HTTPException(status_code=401, detail="Bearer token required for /metrics.",
-                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-
-
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    _require_metrics_access(request)
-    return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type="text/plain; version=0.0.4")
+    token: str = request.app.state.settings.metrics_token
+    require_operator(request, open_in_dev=not token, scraper_token=token)
+    body = exposition(DatabaseCollector(request.app.state.session_factory), prometheus_multiproc_dir())
+    return PlainTextResponse(body.decode(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request) -> dict[str, Any]:
+    require_operator(request, open_in_dev=True)
+    schema: dict[str, Any] = request.app.openapi()
+    return schema

@@ -104,3 +104,16 @@ def recent_imports(db: Session, project_id: int, limit: int = 20) -> list[Import
             .limit(limit)
         )
     )
+
+
+def get_import(db: Session, project_id: int, import_id: int) -> ImportRecord | None:
+    return db.scalar(select(ImportRecord).where(ImportRecord.id == import_id, ImportRecord.project_id == project_id))
+
+
+def get_import_by_id(db: Session, import_id: int) -> ImportRecord | None:
+    return db.get(ImportRecord, import_id)
+
+
+def running_imports(db: Session) -> list[ImportRecord]:
+    """Every import still marked running (at start-up: those a dead process left)."""
+    return list(db.scalars(select(ImportRecord).where(ImportRecord.status == "running").order_by(ImportRecord.id)))

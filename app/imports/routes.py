@@ -1,10 +1,13 @@
-"""Import pages and API: the admin upload form and `POST /api/projects/{id}/imports` (multipart `file`)."""
+"""Import pages and API: the admin upload form and `POST /api/projects/{id}/imports` (multipart `file`).
+
+Both store the upload and answer 202 at once; the import runs on the web process's import thread
+(app.imports.runner) and its page or `GET …/imports/{import_id}` shows the progress, then the report."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -13,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
 from app.imports import preview, service
-from app.imports.schemas import ImportOptions, ImportOutcome
-from app.imports.service import run_import
-from app.models import Project, User
+from app.imports.runner import ImportRunner, Progress
+from app.imports.schemas import ImportOptions, ImportOutcome, ImportProgressOut, ImportStarted, ImportStatus
+from app.imports.uploads import store_upload
+from app.models import ImportRecord, Project, User
 from app.projects import service as projects
 from app.web.paths import Id
 from app.web.templating import render
@@ -42,9 +46,34 @@ def _options_error(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
-def _import(db: Session, project: Project, upload: UploadFile, options: ImportOptions, user: User) -> ImportOutcome:
-    # The upload is already spooled (to disk past 1 MB) by the multipart parser; parse it from there.
-    return run_import(db, project, upload.file, upload.filename, options, user)
+def _runner(request: Request) -> ImportRunner:
+    runner: ImportRunner = request.app.state.import_runner
+    return runner
+
+
+def _queue(request: Request, db: Session, project: Project, upload: UploadFile, options: ImportOptions, user: User,
+           background: BackgroundTasks) -> ImportRecord:
+    """Store the upload under the data directory, record the import as running and start it once the
+    request's unit of work has committed that record (background tasks run after the response)."""
+    runner = _runner(request)
+    stored = store_upload(upload.file, runner.upload_dir)
+    name = service.safe_file_name(upload.filename)
+    record = service.queue_import(db, project, name, stored.sha256, service.file_format_of(name, stored.head, options),
+                                  user)
+    background.add_task(runner.submit, record.id, stored.path, options)
+    return record
+
+
+def _status(request: Request, record: ImportRecord) -> dict[str, Any]:
+    """What the page shows of one import: its live progress while it runs, else its report."""
+    runner = _runner(request)
+    if record.status == "running":
+        return {"import_record": record, "progress": runner.progress(record.id) or Progress("running"),
+                "outcome": None, "groups": None}
+    finished = runner.finished(record.id)
+    outcome = finished.outcome if finished else service.outcome_of(record)
+    groups = None if outcome.ok else preview.group_issues(outcome.issues, finished.columns if finished else [])
+    return {"import_record": record, "progress": None, "outcome": outcome, "groups": groups}
 
 
 @router.get("/projects/{project_id}/import", response_class=HTMLResponse)
@@ -66,15 +95,17 @@ async def upload_preview(
     return render(request, "imports/_preview.html", {"preview": shown, "project_id": project_id})
 
 
-@router.post("/projects/{project_id}/import", response_class=HTMLResponse)
+@router.post("/projects/{project_id}/import", response_class=HTMLResponse, status_code=202)
 def upload(
     request: Request,
     project_id: Id,
     db: DbSession,
     admin: CurrentAdmin,
     fields: Annotated[ImportFields, Form()],
+    background: BackgroundTasks,
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
+    """Start an import: 202 with the page showing its progress, which polls itself until the report."""
     project = projects.get(db, project_id)
     values = fields.model_dump()
     if file is None or not file.filename:
@@ -85,47 +116,79 @@ def upload(
     except ValidationError as exc:
         return render(request, "imports/upload.html", _page(db, project, None, _options_error(exc), values),
                       status_code=400)
-    outcome = _import(db, project, file, options, admin)
-    status = 200 if outcome.ok else 400
-    context = _page(db, project, outcome, None, values)
-    if not outcome.ok:
-        file.file.seek(0)
-        columns = preview.preview(file.file.read(preview.PREVIEW_BYTES), outcome.file_name).columns
-        context["groups"] = preview.group_issues(outcome.issues, columns)
-    return render(request, "imports/upload.html", context, status_code=status)
+    record = _queue(request, db, project, file, options, admin, background)
+    return render(request, "imports/upload.html", _page(db, project, record, None, values, request),
+                  status_code=202)
+
+
+@router.get("/projects/{project_id}/imports/{import_id}", response_class=HTMLResponse)
+def import_status_page(request: Request, project_id: Id, import_id: Id, db: DbSession,
+                       _admin: CurrentAdmin) -> Response:
+    """One import's progress (the htmx poll gets just that fragment) or, once finished, its report."""
+    project = projects.get(db, project_id)
+    record = service.get_import(db, project.id, import_id)
+    return render(request, "imports/upload.html", _page(db, project, record, None, {}, request),
+                  block="import_status")
 
 
 def _page(
-    db: Session, project: Project, outcome: ImportOutcome | None, error: str | None, values: dict[str, str]
+    db: Session, project: Project, record: ImportRecord | None, error: str | None, values: dict[str, str],
+    request: Request | None = None,
 ) -> dict[str, Any]:
-    # Flush so a failed import's record shows in the history below its own report.
-    db.flush()
-    return {
+    context: dict[str, Any] = {
         "project": project,
-        "outcome": outcome,
         "error": error,
         "values": values,
         "imports": service.recent_imports(db, project.id),
+        "import_record": None, "progress": None, "outcome": None, "groups": None,
     }
+    if record is not None and request is not None:
+        context.update(_status(request, record))
+    return context
 
 
-@router.post("/api/projects/{project_id}/imports")
+@router.post("/api/projects/{project_id}/imports", status_code=202, response_model=ImportStarted)
 def api_import(
+    request: Request,
     project_id: Id,
     db: DbSession,
     admin: ApiAdmin,
     file: Annotated[UploadFile, File()],
     fields: Annotated[ImportFields, Form()],
+    background: BackgroundTasks,
 ) -> JSONResponse:
-    """Import a file; 201 with the counts, or 422 listing every bad line (nothing imported)."""
+    """Start importing a file: 202 at once with the import's id and status URL (poll it until `status` is
+    `succeeded` or `failed`; a failed import lists every bad line and imported nothing)."""
     project = projects.get(db, project_id)
     try:
         options = _options(fields.model_dump())
     except ValidationError as exc:
         raise HTTPException(status_code=422, detail=_options_error(exc)) from exc
-    outcome = _import(db, project, file, options, admin)
-    body = outcome.as_dict()
-    if not outcome.ok:
-        body["detail"] = f"nothing imported: {outcome.issue_count} problem(s) in {outcome.file_name}"
-        return JSONResponse(body, status_code=422)
-    return JSONResponse(body, status_code=201)
+    record = _queue(request, db, project, file, options, admin, background)
+    url = f"/api/projects/{project.id}/imports/{record.id}"
+    body = ImportStarted(import_id=record.id, status="running", file_name=record.file_name,
+                         format=record.file_format, status_url=url)
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})
+
+
+@router.get("/api/projects/{project_id}/imports/{import_id}", response_model=ImportStatus)
+def api_import_status(request: Request, project_id: Id, import_id: Id, db: DbSession,
+                      _admin: ApiAdmin) -> ImportStatus:
+    """An import's status: `running` with its progress, else its counts or every problem found."""
+    project = projects.get(db, project_id)
+    shown = _status(request, service.get_import(db, project.id, import_id))
+    record: ImportRecord = shown["import_record"]
+    progress: Progress | None = shown["progress"]
+    outcome: ImportOutcome | None = shown["outcome"]
+    status = ImportStatus(import_id=record.id, status=record.status, file_name=record.file_name,
+                          format=record.file_format,
+                          progress=ImportProgressOut(phase=progress.phase, count=progress.count) if progress else None)
+    if outcome is not None:
+        status.ok = outcome.ok
+        status.counts = outcome.counts
+        status.error_count = outcome.issue_count
+        status.errors = [issue.as_dict() for issue in outcome.issues]
+        status.notes = list(outcome.notes)
+        if not outcome.ok:
+            status.detail = f"nothing imported: {outcome.issue_count} problem(s) in {outcome.file_name}"
+    return status

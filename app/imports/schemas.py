@@ -132,3 +132,37 @@ class ImportOutcome:
             "errors": [issue.as_dict() for issue in self.issues],
             "notes": list(self.notes),
         }
+
+
+class ImportStarted(BaseModel):
+    """The answer to an upload: the import runs in the background; poll `status_url`."""
+
+    import_id: int
+    status: str
+    file_name: str
+    format: str
+    status_url: str
+
+
+class ImportProgressOut(BaseModel):
+    """A running import: `queued`, `checking` (`count` lines read) or `importing` (`count` prompts written)."""
+
+    phase: str
+    count: int = 0
+
+
+class ImportStatus(BaseModel):
+    """One import: `running` with its progress, or finished (`succeeded` with counts, `failed` with every problem;
+    a failed import wrote nothing)."""
+
+    import_id: int
+    status: str
+    file_name: str
+    format: str
+    progress: ImportProgressOut | None = None
+    ok: bool | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    error_count: int = 0
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    detail: str | None = None

@@ -1,7 +1,9 @@
 """Importing a file into a project: parse, validate every record, then insert everything or nothing.
 
-The whole file is read and validated before the first INSERT, so a bad file leaves the project
-untouched and the report lists every problem. A failed import is recorded as an `imports` row with
+The whole file is read and validated before the first INSERT (`check_file`, which keeps one small int per
+prompt, not the parsed file), so a bad file leaves the project untouched and the report lists every problem.
+A clean file is then read again and inserted in batches inside the caller's one transaction
+(`insert_checked`), which bounds memory without giving up all-or-nothing. A failed import is recorded as an `imports` row with
 status `failed` and its errors (the only write of that unit of work); a successful one as `succeeded`
 with its counts. Prompts already in the project (same external id: the given `id`, else the content
 hash) are skipped, which makes re-importing a file a no-op; a skipped prompt still gets the file's
@@ -12,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, cast, get_args
 
 from sqlalchemy.orm import Session
 
 from app.demonstrations import service as demonstrations
 from app.demonstrations.service import ImportedDemonstration
+from app.errors import NotFound
 from app.imports import dialects, queries
 from app.imports.parsers import detect_format, iter_records
 from app.imports.schemas import (
@@ -35,6 +39,7 @@ from app.imports.validation import Rules, normalize
 from app.labeling import slots
 from app.models import ImportRecord, Project, User, utcnow
 
+_FORMATS = frozenset(get_args(FileFormat))
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -59,6 +64,61 @@ def safe_file_name(name: str | None) -> str:
     return base
 
 
+# What the first pass keeps of each prompt, packed in one int keyed by its external id: the line it starts on,
+# the last record merged into it and whether it is ranked / has demonstrations. One int per prompt instead of
+# the parsed prompt keeps a 100k-line file's check within a few tens of MB; the second pass re-reads the file.
+_RANKED, _DEMOS, _INDEX_BITS = 1, 2, 32
+
+
+def _pack(line: int, index: int, flags: int) -> int:
+    return (line << (_INDEX_BITS + 2)) | (index << 2) | flags
+
+
+def _unpack(value: int) -> tuple[int, int, int]:
+    return value >> (_INDEX_BITS + 2), (value >> 2) & ((1 << _INDEX_BITS) - 1), value & 3
+
+
+# Prompts inserted per batch in the second pass: bounds what the import holds in memory at once.
+BATCH_PROMPTS = 500
+
+Progress = Callable[[str, int], None]
+
+
+def _no_progress(_phase: str, _count: int) -> None:
+    return None
+
+
+@dataclass
+class CheckedFile:
+    """The first pass over a file: every problem found, and for each prompt the last record merged into it."""
+
+    file_name: str
+    file_format: FileFormat
+    issues: list[ImportIssue]
+    issue_count: int
+    notes: list[str]
+    # Each prompt's external id -> its packed first line, last merged record and flags (see `_pack`).
+    last_record: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def outcome(self) -> ImportOutcome:
+        return ImportOutcome(ok=self.ok, file_name=self.file_name, file_format=self.file_format,
+                             issues=self.issues, issue_count=self.issue_count, notes=self.notes)
+
+
+def rules_of(project: Project) -> Rules:
+    """The validation rules a project imposes on every record."""
+    return Rules(project.k_min, project.allow_fewer_than_k_min)
+
+
+def file_format_of(file_name: str, head: bytes, options: ImportOptions) -> FileFormat:
+    """The format asked for, else the one detected from the name and the first bytes."""
+    return options.format or detect_format(file_name, head)
+
+
 def run_import(
     db: Session,
     project: Project,
@@ -67,45 +127,152 @@ def run_import(
     options: ImportOptions,
     user: User | None = None,
 ) -> ImportOutcome:
-    """Import `source` into `project`. Never commits: the caller's unit of work does.
+    """Import `source` into `project` in the caller's unit of work (the CLI). Never commits.
 
     Returns the outcome; when `ok` is false nothing but the failed import record was written.
     """
     name = safe_file_name(file_name)
     sha256 = _file_digest(source)
-    fmt: FileFormat = options.format or detect_format(name, source.read(4096))
+    fmt = file_format_of(name, source.read(4096), options)
     source.seek(0)
+    record = queue_import(db, project, name, sha256, fmt, user)
+    checked = check_file(source, name, fmt, options, rules_of(project))
+    if not checked.ok:
+        return fail_import(db, record, checked)
+    source.seek(0)
+    return insert_checked(db, project, record, source, options, checked)
+
+
+def queue_import(db: Session, project: Project, file_name: str, sha256: str, fmt: FileFormat,
+                 user: User | None) -> ImportRecord:
+    """The `running` record of an import about to start (the upload page polls it until it is finished)."""
+    record = ImportRecord(project_id=project.id, user_id=user.id if user else None, file_name=file_name,
+                          file_sha256=sha256, file_format=fmt, status="running", counts={}, errors=[])
+    return queries.add_import_record(db, record)
+
+
+def check_file(source: BinaryIO, file_name: str, fmt: FileFormat, options: ImportOptions, rules: Rules,
+               progress: Progress = _no_progress) -> CheckedFile:
+    """First pass: read and validate every record without touching the database. `progress` hears
+    ("checking", lines read) now and then."""
     notes = dialects.Notes()
-    prompts, issues, issue_count = _validate_all(_records(source, fmt, options, notes), project)
-    if not issues and not prompts:
-        issues, issue_count = [ImportIssue(0, "file", "the file contains no records")], 1
-    outcome = ImportOutcome(ok=not issues, file_name=name, file_format=fmt, issues=issues, issue_count=issue_count,
-                            notes=notes.sentences())
-    record = ImportRecord(
-        project_id=project.id,
-        user_id=user.id if user else None,
-        file_name=name,
-        file_sha256=sha256,
-        file_format=fmt,
-        status="running",
-        counts={},
-        errors=[],
-    )
-    if issues:
-        record.status = "failed"
-        record.errors = [issue.as_dict() for issue in issues[:1000]]
-        record.counts = {"errors": issue_count}
-        record.finished_at = utcnow()
-        outcome.import_id = queries.add_import_record(db, record).id
-        return outcome
-    queries.add_import_record(db, record)
+    last: dict[str, int] = {}
+    issues: list[ImportIssue] = []
+    count = 0
+
+    def report(found: list[ImportIssue]) -> None:
+        nonlocal count
+        count += len(found)
+        room = MAX_REPORTED_ISSUES - len(issues)
+        if room > 0:
+            issues.extend(found[:room])
+
+    index = read = 0
+    for item in _records(source, fmt, options, notes):
+        read += 1
+        if read % 1000 == 0:
+            progress("checking", item.line)
+        if isinstance(item, ImportIssue):
+            report([item])
+            continue
+        result = normalize(item, rules)
+        if isinstance(result, list):
+            report(result)
+            continue
+        index += 1
+        packed = last.get(result.external_id)
+        if packed is None:
+            flags = (_RANKED if result.ranked else 0) | (_DEMOS if result.demonstrations else 0)
+            last[result.external_id] = _pack(result.line, index, flags)
+            continue
+        line, _, flags = _unpack(packed)
+        mergeable = (result.ranked and flags & _RANKED) or (_only_demonstrations(result) and flags & _DEMOS)
+        if mergeable and not result.id_given:
+            last[result.external_id] = _pack(line, index, flags)
+        elif result.id_given:
+            report([ImportIssue(result.line, "id", f"duplicate id {result.external_id!r} (first on line {line})")])
+        else:
+            report([ImportIssue(result.line, "prompt", f"duplicate prompt: same content as line {line}; "
+                                                        "give each record a distinct `id` to keep both")])
+    if not issues and not last:
+        issues, count = [ImportIssue(0, "file", "the file contains no records")], 1
+    return CheckedFile(file_name, fmt, issues, count, notes.sentences(), last)
+
+
+def fail_import(db: Session, record: ImportRecord, checked: CheckedFile) -> ImportOutcome:
+    """Mark the import failed with its problems (the first 1,000 are kept on the record)."""
+    outcome = checked.outcome()
+    record.status = "failed"
+    record.errors = [issue.as_dict() for issue in checked.issues[:1000]]
+    record.counts = {"errors": checked.issue_count}
+    record.finished_at = utcnow()
+    db.flush()
     outcome.import_id = record.id
-    outcome.counts = _insert(db, project, prompts, record.id)
+    return outcome
+
+
+def insert_checked(db: Session, project: Project, record: ImportRecord, source: BinaryIO, options: ImportOptions,
+                   checked: CheckedFile, progress: Progress = _no_progress) -> ImportOutcome:
+    """Second pass over a file `check_file` found clean: insert it batch by batch in the caller's transaction
+    (all or nothing: the caller commits once), then mark the record succeeded. `progress` hears
+    ("importing", records inserted) after each batch."""
+    counts: dict[str, int] = {}
+    batch: list[PromptIn] = []
+    added: list[int] = []
+    done = 0
+    for prompt in _merged_prompts(_records(source, checked.file_format, options, dialects.Notes()),
+                                  rules_of(project), checked.last_record):
+        batch.append(prompt)
+        if len(batch) >= BATCH_PROMPTS:
+            _add_counts(counts, _insert(db, project, batch, record.id, added))
+            done += len(batch)
+            batch = []
+            progress("importing", done)
+    if batch:
+        _add_counts(counts, _insert(db, project, batch, record.id, added))
+        progress("importing", done + len(batch))
+    if added:
+        # Once for the whole file: each call counts the candidates of every prompt, so per batch is quadratic.
+        counts["slots_created"] = slots.ensure_slots(db, project, added)
+    outcome = checked.outcome()
+    outcome.import_id = record.id
+    outcome.counts = counts
     record.status = "succeeded"
-    record.counts = outcome.counts
+    record.counts = counts
     record.finished_at = utcnow()
     db.flush()
     return outcome
+
+
+def _add_counts(total: dict[str, int], batch: dict[str, int]) -> None:
+    for key, value in batch.items():
+        total[key] = total.get(key, 0) + value
+
+
+def _merged_prompts(items: Iterator[RawRecord | ImportIssue], rules: Rules,
+                    last_record: dict[str, int]) -> Iterator[PromptIn]:
+    """The file's prompts in order of first appearance, each once all the records merged into it are read.
+
+    Only prompts still waiting for a later record of theirs are held, so a file whose repeated prompts are
+    close together (one row per pair or per annotator) is imported in bounded memory."""
+    waiting: dict[str, PromptIn] = {}
+    for index, item in enumerate(items, start=1):
+        result = normalize(item, rules) if isinstance(item, RawRecord) else [item]
+        if isinstance(result, list):
+            raise RuntimeError(f"line {result[0].line} of the file changed after it was checked")
+        earlier = waiting.get(result.external_id)
+        if earlier is None:
+            waiting[result.external_id] = result
+        elif result.ranked and earlier.ranked:
+            _merge_rankings(earlier, result)
+        else:
+            earlier.demonstrations += [d for d in result.demonstrations if d not in earlier.demonstrations]
+        while waiting:
+            first = next(iter(waiting))
+            if _unpack(last_record[first])[1] > index:
+                break
+            yield waiting.pop(first)
+    yield from waiting.values()
 
 
 def import_or_raise(
@@ -151,44 +318,6 @@ def _records(source: BinaryIO, fmt: FileFormat, options: ImportOptions,
             yield translation.record
 
 
-def _validate_all(
-    items: Iterator[RawRecord | ImportIssue], project: Project
-) -> tuple[list[PromptIn], list[ImportIssue], int]:
-    rules = Rules(project.k_min, project.allow_fewer_than_k_min)
-    prompts: dict[str, PromptIn] = {}
-    issues: list[ImportIssue] = []
-    count = 0
-
-    def report(found: list[ImportIssue]) -> None:
-        nonlocal count
-        count += len(found)
-        room = MAX_REPORTED_ISSUES - len(issues)
-        if room > 0:
-            issues.extend(found[:room])
-
-    for item in items:
-        if isinstance(item, ImportIssue):
-            report([item])
-            continue
-        result = normalize(item, rules)
-        if isinstance(result, list):
-            report(result)
-            continue
-        earlier = prompts.get(result.external_id)
-        if earlier is None:
-            prompts[result.external_id] = result
-        elif result.ranked and earlier.ranked and not result.id_given:
-            _merge_rankings(earlier, result)
-        elif _only_demonstrations(result) and earlier.demonstrations and not result.id_given:
-            earlier.demonstrations += [d for d in result.demonstrations if d not in earlier.demonstrations]
-        elif result.id_given:
-            report([ImportIssue(result.line, "id", f"duplicate id {result.external_id!r} (first on line {earlier.line})")])
-        else:
-            report([ImportIssue(result.line, "prompt", f"duplicate prompt: same content as line {earlier.line}; "
-                                                        "give each record a distinct `id` to keep both")])
-    return list(prompts.values()), issues, count
-
-
 def _only_demonstrations(prompt: PromptIn) -> bool:
     # A prompt-completion file (the `sft` export) repeats a prompt once per demonstration.
     return bool(prompt.demonstrations) and not prompt.completions and not prompt.rankings
@@ -209,7 +338,9 @@ def _merge_rankings(into: PromptIn, other: PromptIn) -> None:
         into.rankings.append(RankingIn(ranks, ranking.rationale, ranking.origin))
 
 
-def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: int) -> dict[str, int]:
+def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: int,
+            new_prompt_ids: list[int]) -> dict[str, int]:
+    """Insert one batch of prompts; the ids of the new ones are appended to `new_prompt_ids`."""
     existing = queries.existing_external_ids(db, project.id, (p.external_id for p in prompts))
     joined = _prompts_joined(db, project.id, prompts, existing)
     new = [p for p in prompts if p.external_id not in existing and p.external_id not in joined]
@@ -264,8 +395,7 @@ def _insert(db: Session, project: Project, prompts: list[PromptIn], import_id: i
         "comparisons_added": comparisons,
         "demonstrations_added": demonstrations.add_imported(db, wanted, import_id),
     }
-    if prompt_ids:
-        counts["slots_created"] = slots.ensure_slots(db, project, prompt_ids)
+    new_prompt_ids.extend(prompt_ids)
     return counts
 
 
@@ -348,6 +478,64 @@ def _ordered_pairs(shown: list[int], ranks: dict[int, int]) -> Iterator[tuple[in
     for i, a in enumerate(shown):
         for b in shown[i + 1:]:
             yield (b, a) if ranks[b] < ranks[a] else (a, b)
+
+
+INTERRUPTED = "the import was interrupted (the server stopped before it finished); nothing was imported"
+
+
+class ImportNotFound(NotFound, LookupError):
+    """No import with that id in the project."""
+
+
+def get_import(db: Session, project_id: int, import_id: int) -> ImportRecord:
+    """One import of a project (its status, counts and errors)."""
+    record = queries.get_import(db, project_id, import_id)
+    if record is None:
+        raise ImportNotFound(f"no import {import_id} in project {project_id}")
+    return record
+
+
+def get_import_for_run(db: Session, import_id: int) -> ImportRecord:
+    """The record of an import the background runner is about to run or finish."""
+    record = queries.get_import_by_id(db, import_id)
+    if record is None:
+        raise ImportNotFound(f"no import {import_id}")
+    return record
+
+
+def known_format(name: str) -> FileFormat:
+    """A stored format name, checked."""
+    if name not in _FORMATS:
+        raise ValueError(f"unknown import format {name!r}")
+    return cast(FileFormat, name)
+
+
+def outcome_of(record: ImportRecord) -> ImportOutcome:
+    """The outcome of a finished import as its record keeps it (the notes are not kept)."""
+    issues = [ImportIssue(int(e["line"]), str(e["field"]), str(e["reason"])) for e in record.errors]
+    counts = {k: v for k, v in record.counts.items() if isinstance(v, int)}
+    return ImportOutcome(ok=record.status == "succeeded", file_name=record.file_name,
+                         file_format=record.file_format, import_id=record.id,
+                         counts=counts if record.status == "succeeded" else {}, issues=issues,
+                         issue_count=int(record.counts.get("errors", len(issues))))
+
+
+def fail_unfinished(db: Session, record: ImportRecord, reason: str) -> None:
+    """Mark an import that stopped without finishing (an error, a crash) failed, naming why."""
+    record.status = "failed"
+    record.errors = [ImportIssue(0, "file", reason).as_dict()]
+    record.counts = {"errors": 1}
+    record.finished_at = utcnow()
+    db.flush()
+
+
+def fail_interrupted(db: Session) -> int:
+    """At start-up: imports left `running` by a server that died are failed (their rows were rolled back with
+    the transaction that died). Returns how many."""
+    records = queries.running_imports(db)
+    for record in records:
+        fail_unfinished(db, record, INTERRUPTED)
+    return len(records)
 
 
 def recent_imports(db: Session, project_id: int, limit: int = 20) -> list[ImportRecord]:

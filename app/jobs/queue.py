@@ -9,6 +9,7 @@ was requeued after a stale heartbeat can never finish or fail the job that anoth
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,8 +25,11 @@ from app.jobs import queries
 from app.jobs.queries import children_of as children_of
 from app.jobs.queries import events_of as events_of
 from app.jobs.queries import list_jobs as list_jobs
-from app.jobs.schemas import validate_payload
+from app.jobs.schemas import REQUEST_ID_KEY, validate_payload
+from app.logs import current_request_id
 from app.models import Job, JobEvent, utcnow
+
+log = logging.getLogger("prefloop.jobs")
 
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_CAP_SECONDS = 600.0
@@ -58,6 +62,35 @@ def _event(db: Session, job: Job | int, from_status: str | None, to_status: str,
     job_id = job if isinstance(job, int) else job.id
     queries.add(db, JobEvent(job_id=job_id, from_status=from_status, to_status=to_status, worker_id=worker_id,
                              message=message[:10_000]))
+    _log_transition(job if isinstance(job, Job) else queries.get(db, job_id), job_id, from_status, to_status,
+                    worker_id, message)
+
+
+def _transition_name(from_status: str | None, to_status: str) -> str:
+    if from_status is None:
+        return "queued"
+    if to_status == "running":
+        return "started" if from_status == "queued" else "cancel_requested"
+    if to_status == "queued":
+        return "retried" if from_status in ("failed", "cancelled") else "requeued"
+    return to_status
+
+
+def _log_transition(job: Job | None, job_id: int, from_status: str | None, to_status: str, worker_id: str | None,
+                    message: str) -> None:
+    """One log line per state change, carrying the id of the request that enqueued the job (if any)."""
+    name = _transition_name(from_status, to_status)
+    kind = job.kind if job is not None else "?"
+    fields = {"event": f"job.{name}", "job_id": job_id, "job_kind": kind, "from_status": from_status,
+              "to_status": to_status, "worker_id": worker_id,
+              "project_id": job.project_id if job is not None else None,
+              "attempt": job.attempts if job is not None else None}
+    request_id = job.payload.get(REQUEST_ID_KEY) if job is not None and job.payload else None
+    if request_id:
+        fields["request_id"] = request_id
+    first_line = message.splitlines()[0][:300] if message else ""
+    level = logging.WARNING if to_status == "failed" else logging.INFO
+    log.log(level, "job %s (%s) %s%s", job_id, kind, name, f": {first_line}" if first_line else "", extra=fields)
 
 
 def find(db: Session, job_id: int) -> Job | None:
@@ -88,6 +121,9 @@ def enqueue(
     The partial unique index is the real guard: a concurrent enqueue that loses the race gets the winner's job.
     """
     data = validate_payload(kind, payload)
+    request_id = current_request_id()
+    if request_id and REQUEST_ID_KEY not in data:
+        data[REQUEST_ID_KEY] = request_id  # the worker logs the job's lines under the request that asked for it
     existing = queries.active_job(db, project_id, kind)
     if existing is not None:
         return existing, False

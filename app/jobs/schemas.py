@@ -27,10 +27,12 @@ class SampleCompletionsPayload(BaseModel):
 
 
 class TrainRewardModelPayload(BaseModel):
-    """Train a reward model on every comparison with id <= `watermark` (fixed on the first attempt)."""
+    """Train a reward model on every comparison with id <= `watermark` and measure it on the project's
+    test set version `test_set_version` (both fixed on the first attempt)."""
 
     model_config = ConfigDict(extra="forbid")
     watermark: int | None = None
+    test_set_version: int | None = None
     chain: bool = False
     requested_by: str = ""
 
@@ -71,17 +73,32 @@ PAYLOADS: dict[str, type[BaseModel]] = {
 }
 
 
+# The id of the web request that enqueued a job (app.logs), kept beside the kind's fields for the worker's log.
+REQUEST_ID_KEY = "request_id"
+
+
 def validate_payload(kind: str, payload: dict[str, Any] | None) -> dict[str, Any]:
-    """The payload as stored: validated against its kind's model, defaults filled in."""
+    """The payload as stored: validated against its kind's model, defaults filled in, plus `request_id`."""
     model = PAYLOADS.get(kind)
     if model is None:
         raise JobPayloadError(f"unknown job kind {kind!r} (known: {', '.join(JOB_KINDS)})")
+    fields, request_id = split_request_id(payload)
     try:
-        return model.model_validate(payload or {}).model_dump(mode="json")
+        data = model.model_validate(fields).model_dump(mode="json")
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
         raise JobPayloadError(f"{kind} payload field {where}: {first['msg']}") from exc
+    if request_id:
+        data[REQUEST_ID_KEY] = request_id
+    return data
+
+
+def split_request_id(payload: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
+    """(the kind's own fields, the request id) of a stored payload; handlers validate only the first."""
+    fields = dict(payload or {})
+    given = fields.pop(REQUEST_ID_KEY, None)
+    return fields, (str(given)[:64] if given else None)
 
 
 class JobOut(BaseModel):

@@ -60,8 +60,7 @@ def _error(exc: LabelingError) -> JSONResponse:
 )
 def next_task(project_id: Id, db: DbSession, user: ApiUser) -> Response | TaskOut:
     try:
-        project = service.labeling_project(db, project_id)
-        task = service.next_task(db, project, user)
+        _project, task = service.claim_next(db, project_id, user)
     except LabelingError as exc:
         return _error(exc)
     if task is None:

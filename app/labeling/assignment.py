@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.labeling import queries
-from app.labeling.errors import Conflict, NotFound
+from app.labeling.errors import CapReached, Conflict, NotFound
 from app.labeling.selection import picker_for
 from app.models import Assignment, Completion, Project, Prompt, User, utcnow
+from app.projects.service import settings_of
 from app.quality.scoring import suggestion_for
 
 LETTERS = "ABCDEFGHIJKLMNOP"
@@ -44,14 +45,20 @@ def shown_count(project: Project, available: int) -> int:
     return min(available, project.k_max)
 
 
-def _new_assignment(
+def _new_task(
     db: Session, project: Project, annotator: User, prompt_id: int, slot_id: int | None, now: datetime,
     round_: int = 0,
-) -> Assignment:
-    # A gold item shows all of its (uploaded) candidates; a slot shows those of its round.
-    ids = queries.completion_ids(db, prompt_id, None if slot_id is None else round_)
+) -> Task:
+    # A gold item shows all of its (uploaded) candidates; a slot shows those of its round. The prompt and
+    # the candidates are read once, here: the new task is returned loaded, with no second read for display.
+    prompt, candidates = queries.prompt_with_completions(
+        db, prompt_id, round_=None if slot_id is None else round_
+    )
+    if prompt is None:
+        raise NotFound(f"prompt {prompt_id} is gone")
+    by_id = {c.id: c for c in candidates}
     # Which K are shown, and their order, are random per assignment and stored: position bias is measurable.
-    shown = random.sample(ids, shown_count(project, len(ids)))
+    shown = random.sample(list(by_id), shown_count(project, len(by_id)))
     row = Assignment(
         project_id=project.id,
         prompt_id=prompt_id,
@@ -67,25 +74,42 @@ def _new_assignment(
         lease_expires_at=now + timedelta(minutes=project.lease_minutes),
     )
     queries.add(db, row)
-    return row
+    return Task(row, prompt, [by_id[i] for i in shown])
 
 
 def next_task(
     db: Session, project: Project, annotator: User, now: datetime | None = None
 ) -> Assignment | None:
     """The annotator's live assignment in `project`, or a newly claimed one; None when nothing is left."""
-    now = now or utcnow()
-    queries.lock_annotator(db, annotator.id)
-    live = queries.live_assignment(db, project.id, annotator.id, now)
+    found = _live_or_claimed(db, project, annotator, now or utcnow(), lock=True)
+    return found.assignment if isinstance(found, Task) else found
+
+
+def next_task_view(
+    db: Session, project: Project, annotator: User, now: datetime | None = None, *, annotator_locked: bool = False
+) -> Task | None:
+    """Like `next_task`, loaded for display. `annotator_locked`: the caller has already taken the annotator
+    lock (queries.project_locking_annotator reads the project and takes it in one statement)."""
+    found = _live_or_claimed(db, project, annotator, now or utcnow(), lock=not annotator_locked)
+    return load_task(db, found) if isinstance(found, Assignment) else found
+
+
+def _live_or_claimed(
+    db: Session, project: Project, annotator: User, now: datetime, *, lock: bool
+) -> Assignment | Task | None:
+    """The live assignment as it is (not loaded), or a newly claimed task (loaded), or None."""
+    if lock:
+        queries.lock_annotator(db, annotator.id)
+    live = queries.live_after_expiring(db, project.id, annotator.id, now)
     if live is not None:
         return live
-    queries.expire_stale(db, project.id, annotator.id, now)
+    _check_daily_cap(db, project, annotator, now)
     picker = picker_for(project)
     gold = picker.before_claim(db, project, annotator)
     if gold is not None:
         try:
             with db.begin_nested():
-                return _new_assignment(db, project, annotator, gold.id, None, now)
+                return _new_task(db, project, annotator, gold.id, None, now)
         except IntegrityError:
             pass  # already seen this gold prompt: fall through to a normal claim
     expires = now + timedelta(minutes=project.lease_minutes)
@@ -93,8 +117,21 @@ def next_task(
         claimed = queries.claim_slot(db, project.id, annotator.id, picker.order_by(project), now, expires)
         if claimed is not None:
             slot_id, prompt_id, round_ = claimed
-            return _new_assignment(db, project, annotator, prompt_id, slot_id, now, round_)
+            return _new_task(db, project, annotator, prompt_id, slot_id, now, round_)
     return None
+
+
+def _check_daily_cap(db: Session, project: Project, annotator: User, now: datetime) -> None:
+    """Refuse a new claim once the annotator's rankings of the last 24 hours reach `labeling.daily_cap` (a
+    task already held stays theirs to finish)."""
+    cap = settings_of(project).labeling.daily_cap
+    if cap is None:
+        return
+    done, oldest = queries.rankings_since(db, project.id, annotator.id, now - timedelta(hours=24))
+    if done >= cap:
+        opens = (oldest or now) + timedelta(hours=24)
+        raise CapReached(f"you submitted {done} rankings in this project in the last 24 hours, its daily cap of "
+                         f"{cap}; the next task opens at {opens:%Y-%m-%d %H:%M} UTC")
 
 
 def own_assignment(
@@ -109,10 +146,10 @@ def own_assignment(
 
 def load_task(db: Session, assignment: Assignment) -> Task:
     """The prompt and the shown completions, in the stored display order."""
-    prompt = queries.prompt(db, assignment.prompt_id)
+    prompt, shown = queries.prompt_with_completions(db, assignment.prompt_id, ids=assignment.shown_completion_ids)
     if prompt is None:
         raise NotFound(f"prompt of assignment {assignment.id} is gone")
-    by_id = queries.completions(db, assignment.shown_completion_ids)
+    by_id = {c.id: c for c in shown}
     return Task(assignment, prompt, [by_id[i] for i in assignment.shown_completion_ids if i in by_id])
 
 

@@ -18,6 +18,13 @@ class NotFound(LabelingError):
     status = 404
 
 
+class CapReached(LabelingError):
+    """The annotator's daily cap of the project is used up (`labeling.daily_cap`)."""
+
+    status = 429
+    title = "Daily cap reached"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One broken rule: `text` says it without ids; `completion_ids` are the completions concerned (if any)."""

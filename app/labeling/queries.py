@@ -6,7 +6,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, insert, inspect, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -17,6 +30,7 @@ from app.models import (
     Job,
     ModelVersion,
     ModelVersionComparison,
+    Project,
     Prompt,
     Ranking,
     RankingVersion,
@@ -32,33 +46,41 @@ def lock_annotator(db: Session, annotator_id: int) -> None:
     db.execute(select(User.id).where(User.id == annotator_id).with_for_update())
 
 
-def live_assignment(db: Session, project_id: int, annotator_id: int, now: datetime) -> Assignment | None:
-    """The annotator's unexpired active assignment in the project, if any (reload-safe next task)."""
+def project_locking_annotator(db: Session, project_id: int, annotator_id: int) -> Project | None:
+    """The project, read in the same statement that takes `lock_annotator`'s lock (one round trip, not two).
+
+    FOR UPDATE OF users locks the annotator's row only; the project row is read, not locked. No row (and
+    no lock) when the project does not exist.
+    """
     return db.scalar(
-        select(Assignment)
-        .where(
-            Assignment.project_id == project_id,
-            Assignment.annotator_id == annotator_id,
-            Assignment.status == "active",
-            Assignment.lease_expires_at >= now,
-        )
-        .order_by(Assignment.id.desc())
-        .limit(1)
+        select(Project)
+        .join(User, User.id == annotator_id)
+        .where(Project.id == project_id)
+        .with_for_update(of=User)
     )
 
 
-def expire_stale(db: Session, project_id: int, annotator_id: int, now: datetime) -> None:
-    """Mark this annotator's active assignments whose lease ran out as expired (their slots are free already)."""
-    db.execute(
+def live_after_expiring(db: Session, project_id: int, annotator_id: int, now: datetime) -> Assignment | None:
+    """The annotator's newest unexpired active assignment in the project (reload-safe next task), after
+    marking those whose lease ran out as expired (their slots are free already).
+
+    One UPDATE ... RETURNING does both: it visits the annotator's active assignments, sets the stale ones to
+    'expired' and leaves the live one's status as it is. Run it after the annotator lock, so it sees the
+    task another tab of the same annotator has just claimed.
+    """
+    rows = db.scalars(
         update(Assignment)
         .where(
             Assignment.project_id == project_id,
             Assignment.annotator_id == annotator_id,
             Assignment.status == "active",
-            Assignment.lease_expires_at < now,
         )
-        .values(status="expired")
-    )
+        .values(status=case((Assignment.lease_expires_at < now, "expired"), else_=Assignment.status))
+        .returning(Assignment)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).all()
+    live = [row for row in rows if row.status == "active"]
+    return max(live, key=lambda row: row.id) if live else None
 
 
 def _free(slot: Any, now: datetime) -> ColumnElement[bool]:
@@ -132,12 +154,25 @@ def _adapt(term: ColumnElement[Any], alias: Any) -> ColumnElement[Any]:
     return ClauseAdapter(inspect(alias).selectable).traverse(term)
 
 
-def completion_ids(db: Session, prompt_id: int, round_: int | None = None) -> list[int]:
-    """The prompt's completions (of one sampling round when `round_` is given)."""
-    stmt = select(Completion.id).where(Completion.prompt_id == prompt_id)
+def prompt_with_completions(
+    db: Session, prompt_id: int, *, round_: int | None = None, ids: Sequence[int] | None = None
+) -> tuple[Prompt | None, list[Completion]]:
+    """The prompt and its completions (of one round, or with the given ids), in id order, in one statement.
+
+    The prompt's columns repeat on every row; for a task's few completions that costs less than a second
+    round trip.
+    """
+    joined = Completion.prompt_id == Prompt.id
     if round_ is not None:
-        stmt = stmt.where(Completion.round == round_)
-    return list(db.scalars(stmt.order_by(Completion.id)))
+        joined = and_(joined, Completion.round == round_)
+    if ids is not None:
+        joined = and_(joined, Completion.id.in_(list(ids)))
+    rows = db.execute(
+        select(Prompt, Completion).outerjoin(Completion, joined).where(Prompt.id == prompt_id).order_by(Completion.id)
+    ).all()
+    if not rows:
+        return None, []
+    return rows[0][0], [completion for _, completion in rows if completion is not None]
 
 
 def add(db: Session, row: Any) -> None:
@@ -151,6 +186,22 @@ def assignment(db: Session, assignment_id: int, *, for_update: bool = False) -> 
         # populate_existing: after waiting for the lock, read what a concurrent submit wrote.
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return db.scalar(stmt)
+
+
+def own_assignment_with_project(
+    db: Session, assignment_id: int, annotator_id: int
+) -> tuple[Assignment, Project] | None:
+    """The annotator's assignment, locked (FOR UPDATE OF assignments), and its project, in one statement.
+    None for anyone else's: their row is neither returned nor locked."""
+    row = db.execute(
+        select(Assignment, Project)
+        .join(Project, Project.id == Assignment.project_id)
+        .where(Assignment.id == assignment_id, Assignment.annotator_id == annotator_id)
+        .with_for_update(of=Assignment)
+        # populate_existing: after waiting for the lock, read what a concurrent submit wrote.
+        .execution_options(populate_existing=True)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def other_live_on_prompt(db: Session, assignment: Assignment) -> bool:
@@ -216,14 +267,6 @@ def add_comparisons(db: Session, rows: list[dict[str, Any]]) -> None:
         db.execute(insert(Comparison), rows)
 
 
-def prompt(db: Session, prompt_id: int) -> Prompt | None:
-    return db.get(Prompt, prompt_id)
-
-
-def completions(db: Session, ids: Sequence[int]) -> dict[int, Completion]:
-    return {c.id: c for c in db.scalars(select(Completion).where(Completion.id.in_(list(ids))))}
-
-
 def version_hashes(db: Session, ranking_id: int) -> set[str]:
     """The payload hashes of a ranking's superseded versions."""
     return set(db.scalars(select(RankingVersion.payload_hash).where(RankingVersion.ranking_id == ranking_id)))
@@ -282,3 +325,12 @@ def hold_back_watermarks(db: Session) -> None:
     SQLite runs one write transaction at a time, so there is nothing to do."""
     if db.get_bind().dialect.name == "postgresql":
         db.execute(text("LOCK TABLE comparisons IN ROW EXCLUSIVE MODE"))
+
+
+def rankings_since(db: Session, project_id: int, annotator_id: int, since: datetime) -> tuple[int, datetime | None]:
+    """(how many rankings the annotator submitted in the project since `since`, the oldest one's time)."""
+    count, oldest = db.execute(
+        select(func.count(), func.min(Ranking.created_at))
+        .where(Ranking.project_id == project_id, Ranking.annotator_id == annotator_id, Ranking.created_at >= since)
+    ).one()
+    return int(count or 0), oldest

@@ -99,8 +99,7 @@ def _page(
 
 @router.get("/projects/{project_id}/label", response_class=HTMLResponse)
 def label_page(request: Request, project_id: Id, db: DbSession, user: CurrentUser) -> Response:
-    project = _project(db, project_id)
-    task = service.next_task(db, project, user)
+    project, task = service.claim_next(db, project_id, user)
     if task is not None and not is_htmx_fragment_request(request):
         return RedirectResponse(_url(project, task), status_code=303)
     return _page(request, db, project, user, task, push=task is not None)

@@ -14,7 +14,6 @@ import json
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.demonstrations import service as demonstrations
@@ -150,15 +149,18 @@ def comparison_rows(ranking: Ranking, assignment: Assignment, ranks: dict[int, i
     return rows
 
 
-def result_of(db: Session, ranking: Ranking) -> dict[str, Any]:
-    """The response body of a stored ranking; identical for every retry."""
+def result_of(db: Session, ranking: Ranking, comparisons: int | None = None) -> dict[str, Any]:
+    """The response body of a stored ranking; identical for every retry. `comparisons`: the number just
+    inserted, when the caller knows it (otherwise counted)."""
+    if comparisons is None:
+        comparisons = queries.comparison_count(db, ranking.id)
     return {
         "ranking_id": ranking.id,
         "assignment_id": ranking.assignment_id,
         "prompt_id": ranking.prompt_id,
         "ranks": {str(k): v for k, v in ranking.ranks.items()},
         "not_rankable": ranking.not_rankable,
-        "comparisons": queries.comparison_count(db, ranking.id),
+        "comparisons": comparisons,
         "created_at": ranking.created_at.isoformat(),
     }
 
@@ -184,10 +186,29 @@ def submit(
     assignment = own_assignment(db, assignment_id, annotator, for_update=True)
     if assignment.project_id != project.id:
         raise Invalid(f"assignment {assignment_id} belongs to another project")
+    return store(db, project, annotator, assignment, data, client_info)
+
+
+def store(
+    db: Session,
+    project: Project,
+    annotator: User,
+    assignment: Assignment,
+    data: RankingIn,
+    client_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`submit` for an assignment the caller has already read with its row lock (and checked is theirs).
+
+    The hot path is four statements: the slot, the ranking, its comparisons (one multi-row INSERT) and the
+    assignment's status. Nothing else is read: the saved ranking is looked for only when the assignment
+    says it was submitted (a ranking is stored in the same transaction that marks it so), and the
+    response counts the comparisons it has just built.
+    """
     digest = payload_hash(data)
-    existing = queries.ranking_for(db, assignment.id)
-    if existing is not None:
-        return _replay(db, existing, digest)
+    if assignment.status == "submitted":
+        existing = queries.ranking_for(db, assignment.id)
+        if existing is not None:
+            return _replay(db, existing, digest)
     ranks = validate(data, list(assignment.shown_completion_ids), settings_of(project).labeling)
     now = utcnow()
     if assignment.status == "skipped":
@@ -202,41 +223,35 @@ def submit(
         raise Conflict(
             "the lease expired and the task went to someone else; your ranking is shown below", data.echo()
         )
-    try:
-        with db.begin_nested():
-            ranking = Ranking(
-                project_id=project.id,
-                prompt_id=assignment.prompt_id,
-                assignment_id=assignment.id,
-                annotator_id=annotator.id,
-                source="ai" if annotator.is_ai else "human",
-                ranks={str(k): v for k, v in ranks.items()},
-                shown_order=list(assignment.shown_completion_ids),
-                flags={str(k): sorted(set(v) - {NO_FLAGS}) for k, v in data.flags.items()},
-                likert={str(k): v for k, v in data.likert.items()},
-                rationale=data.rationale.strip(),
-                strength=None if data.not_rankable else data.strength,
-                not_rankable=data.not_rankable,
-                demonstration=(data.demonstration or "").strip() or None,
-                wall_seconds=data.wall_seconds,
-                active_seconds=data.active_seconds,
-                client_info=client_info or {},
-                payload_hash=digest,
-                suggestion_shown=assignment.suggestion is not None,
-                created_at=now,
-            )
-            queries.add(db, ranking)
-            if ranking.demonstration:
-                demonstrations.sync_ranking(db, ranking)
-            if not data.not_rankable:
-                queries.add_comparisons(db, comparison_rows(ranking, assignment, ranks))
-    except IntegrityError:
-        # Only reachable if the row lock was bypassed; the unique assignment_id still keeps one ranking.
-        existing = queries.ranking_for(db, assignment.id)
-        if existing is None:
-            raise
-        return _replay(db, existing, digest)
+    # No savepoint: the row lock serialises submits of one assignment and rankings.assignment_id is unique,
+    # so a second ranking cannot be stored; should that constraint ever fire, the request fails whole.
+    ranking = Ranking(
+        project_id=project.id,
+        prompt_id=assignment.prompt_id,
+        assignment_id=assignment.id,
+        annotator_id=annotator.id,
+        source="ai" if annotator.is_ai else "human",
+        ranks={str(k): v for k, v in ranks.items()},
+        shown_order=list(assignment.shown_completion_ids),
+        flags={str(k): sorted(set(v) - {NO_FLAGS}) for k, v in data.flags.items()},
+        likert={str(k): v for k, v in data.likert.items()},
+        rationale=data.rationale.strip(),
+        strength=None if data.not_rankable else data.strength,
+        not_rankable=data.not_rankable,
+        demonstration=(data.demonstration or "").strip() or None,
+        wall_seconds=data.wall_seconds,
+        active_seconds=data.active_seconds,
+        client_info=client_info or {},
+        payload_hash=digest,
+        suggestion_shown=assignment.suggestion is not None,
+        created_at=now,
+    )
+    queries.add(db, ranking)
+    if ranking.demonstration:
+        demonstrations.sync_ranking(db, ranking)
+    pairs = [] if data.not_rankable else comparison_rows(ranking, assignment, ranks)
+    queries.add_comparisons(db, pairs)
     assignment.status = "submitted"
     assignment.finished_at = now
     db.flush()
-    return result_of(db, ranking)
+    return result_of(db, ranking, len(pairs))

@@ -5,8 +5,8 @@ versions side by side, and when the last round started."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,8 @@ from app.models import Comparison, Completion, Job, ModelVersion, ModelVersionPr
 @dataclass(frozen=True)
 class PromptRow:
     """One regular prompt as planning sees it; `scores` are the stored reward-model scores of its latest
-    round's candidates (completion meta), by reward-model version id."""
+    round's candidates (completion meta), by reward-model version id, and `members` an ensemble reward
+    model's per-member scores of the same candidates (None for a candidate without them)."""
 
     prompt_id: int
     priority: float
@@ -28,6 +29,7 @@ class PromptRow:
     latest_round: int | None
     last_sampled_at: datetime | None
     scores: dict[int, list[float]]
+    members: dict[int, list[list[float] | None]] = field(default_factory=dict)
 
 
 def prompt_rows(db: Session, project_id: int, prompt_ids: Sequence[int] | None = None, *,
@@ -48,6 +50,7 @@ def prompt_rows(db: Session, project_id: int, prompt_ids: Sequence[int] | None =
             .where(Completion.prompt_id.in_(of_project)).group_by(Completion.prompt_id))
     }
     scores: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    members: dict[int, dict[int, list[list[float] | None]]] = defaultdict(lambda: defaultdict(list))
     metas: list[tuple[int, int, dict[str, Any] | None]] = [
         (int(pid), int(r), meta) for pid, r, meta in db.execute(
             select(Completion.prompt_id, Completion.round, Completion.meta).where(Completion.prompt_id.in_(of_project)))
@@ -58,12 +61,30 @@ def prompt_rows(db: Session, project_id: int, prompt_ids: Sequence[int] | None =
         version: Any = (meta or {}).get("rm_score_version")
         if latest is not None and round_ == latest[0] and isinstance(value, int | float) and version is not None:
             scores[pid][int(version)].append(float(value))
+            per_member: Any = (meta or {}).get("rm_members")
+            members[pid][int(version)].append([float(x) for x in per_member] if isinstance(per_member, list)
+                                              else None)
     return [
         PromptRow(pid, priority, pid in ranked, pid in pending,
                   rounds[pid][0] if pid in rounds else None, rounds[pid][1] if pid in rounds else None,
-                  {v: list(s) for v, s in scores[pid].items()} if pid in scores else {})
+                  {v: list(s) for v, s in scores[pid].items()} if pid in scores else {},
+                  {v: list(m) for v, m in members[pid].items()} if pid in members else {})
         for pid, priority in prompts
     ]
+
+
+def human_rankings_by_prompt(db: Session, project_id: int,
+                             prompt_ids: Sequence[int] | None = None) -> dict[int, list[tuple[int | None, dict[Hashable, int]]]]:
+    """The rankable human rankings of each prompt as (annotator id, ranks {completion id: rank})."""
+    stmt = select(Ranking.prompt_id, Ranking.annotator_id, Ranking.ranks).where(
+        Ranking.project_id == project_id, Ranking.source == "human", Ranking.not_rankable.is_(False))
+    if prompt_ids is not None:
+        stmt = stmt.where(Ranking.prompt_id.in_(list(prompt_ids)))
+    out: dict[int, list[tuple[int | None, dict[Hashable, int]]]] = defaultdict(list)
+    for pid, annotator, ranks in db.execute(stmt.order_by(Ranking.id)):
+        out[int(pid)].append((int(annotator) if annotator is not None else None,
+                              {str(c): int(r) for c, r in (ranks or {}).items()}))
+    return dict(out)
 
 
 def prompts_by_id(db: Session, prompt_ids: Sequence[int]) -> dict[int, Prompt]:

@@ -9,7 +9,7 @@ registered from `training.policy_model` (policy-v0). Never commits.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -19,7 +19,8 @@ from app.labeling.slots import ensure_slots
 from app.loop import planning, queries
 from app.models import Completion, ModelVersion, Project
 from app.projects.service import settings_of
-from app.quality.active import margin_uncertainty
+from app.quality.agreement import pairwise_agreement
+from app.quality.scoring import prompt_uncertainty
 from app.registry import service as registry
 from app.registry.datasets import PromptValue, prompt_value
 from app.registry.schemas import VersionOut
@@ -52,30 +53,52 @@ class PolicyDraw:
 
 
 def _uncertainty(row: queries.PromptRow, reward_version_id: int | None) -> float | None:
-    """The reward model's uncertainty over the prompt's latest candidates: from the active reward
-    model's scores, else from the newest reward model that scored them (in a chained round the model
-    promoted just before has scored nothing yet)."""
+    """The reward model's uncertainty over the prompt's latest candidates (an ensemble's disagreement, else
+    the margin uncertainty): from the active reward model's scores, else from the newest reward model that
+    scored them (in a chained round the model promoted just before has scored nothing yet)."""
     if not row.scores:
         return None
     version = reward_version_id if reward_version_id in row.scores else max(row.scores)
     scores = row.scores[version]
-    return margin_uncertainty(scores) if len(scores) >= 2 else None
+    return prompt_uncertainty(scores, row.members.get(version, [])) if len(scores) >= 2 else None
+
+
+def disagreement(rankings: Sequence[tuple[int | None, Mapping[Hashable, int]]]) -> float | None:
+    """How much the people who ranked a prompt disagree: 1 - the pairwise agreement rate over every pair
+    of rankings by two different annotators (pairs of candidates both ordered strictly; rankings of
+    different rounds share no candidates and count nothing). None when no two rankings overlap."""
+    agree = total = 0.0
+    for i, (who_a, a) in enumerate(rankings):
+        for who_b, b in rankings[i + 1:]:
+            if who_a is not None and who_a == who_b:
+                continue
+            counts = pairwise_agreement(a, b)
+            agree, total = agree + counts.agree, total + counts.total
+    return 1.0 - agree / total if total else None
 
 
 def plan_round(db: Session, project: Project, limit: int | None = None,
                prompt_ids: Sequence[int] | None = None) -> list[PlannedPrompt]:
     """The prompts the next round samples (see app.loop.planning), or the given ones that are not still
-    being labeled; each gets round = its latest round + 1 (0 for a prompt without completions)."""
+    being labeled; each gets round = its latest round + 1 (0 for a prompt without completions).
+
+    The loop's own choice never takes a prompt of the project's test set; a request naming its prompts
+    (by hand) may, and the new rankings join a later test-set version."""
     schedule = settings_of(project).schedule
     rows = queries.prompt_rows(db, project.id, prompt_ids)
     if prompt_ids is not None:
         choices = [planning.Choice(r.prompt_id, REQUESTED) for r in rows if not r.pending][:limit]
     else:
         reward = registry.active_version(db, project.id, "reward")
+        held_out = registry.test_set_prompt_ids(db, project.id)
+        people = queries.human_rankings_by_prompt(db, project.id)
         states = [planning.PromptState(r.prompt_id, r.ranked, r.pending, r.priority, r.last_sampled_at,
-                                       _uncertainty(r, reward.id if reward else None)) for r in rows]
+                                       _uncertainty(r, reward.id if reward else None),
+                                       disagreement(people.get(r.prompt_id, [])), r.prompt_id in held_out)
+                  for r in rows]
         choices = planning.choose_prompts(states, limit or schedule.prompts_per_round, resample=schedule.resample,
-                                          uncertain_share=schedule.uncertain_share)
+                                          uncertain_share=schedule.uncertain_share,
+                                          disagreement_share=schedule.disagreement_share)
     latest = {r.prompt_id: r.latest_round for r in rows}
     prompts = queries.prompts_by_id(db, [c.prompt_id for c in choices])
     return [PlannedPrompt(c.prompt_id, prompt_value(prompts[c.prompt_id]), _next_round(latest[c.prompt_id]),
@@ -88,10 +111,11 @@ def _next_round(latest: int | None) -> int:
 
 def count_eligible(db: Session, project: Project) -> int:
     """How many prompts a round could choose from now (the loop status and `run_loop_now`): those not
-    being labeled, never-ranked ones only when `schedule.resample` is off."""
+    being labeled and not in the test set, never-ranked ones only when `schedule.resample` is off."""
     resample = settings_of(project).schedule.resample
+    held_out = registry.test_set_prompt_ids(db, project.id)
     return sum(1 for r in queries.prompt_rows(db, project.id, with_scores=False)
-               if not r.pending and (resample or not r.ranked))
+               if not r.pending and r.prompt_id not in held_out and (resample or not r.ranked))
 
 
 def sft_version(db: Session, project: Project) -> ModelVersion | None:
@@ -223,7 +247,8 @@ def rollout_prompt_counts(db: Session, version_ids: Sequence[int]) -> dict[int, 
 
 def version_views(db: Session, versions: Sequence[ModelVersion]) -> list[VersionOut]:
     """Versions as the API and `prefloop models list` show them: kind, parent, reference, incumbent (ids
-    and names), lineage counts, status and promotion state with their reasons."""
+    and names), lineage counts, status and promotion state with their reasons; reward models also their
+    accuracy and calibration on the fixed test set with its version."""
     ids = [v.id for v in versions]
     counts, rollouts = registry.lineage_counts(db, ids), queries.prompt_lineage_counts(db, ids)
     demonstrated = demonstrations.lineage_counts(db, ids)
@@ -244,5 +269,9 @@ def version_views(db: Session, versions: Sequence[ModelVersion]) -> list[Version
         view.incumbent_version = name_of(v.incumbent_version_id)
         view.comparisons, view.rollout_prompts = counts.get(v.id, 0), rollouts.get(v.id, 0)
         view.demonstrations = demonstrated.get(v.id, 0)
+        score = registry.latest_test_score(v.metrics) if v.kind == "reward" else None
+        if score is not None:
+            view.test_set_version, view.test_accuracy = score.get("test_set_version"), score.get("accuracy")
+            view.test_ece, view.test_pairs = score.get("ece"), score.get("n_pairs")
         out.append(view)
     return out

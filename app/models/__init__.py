@@ -4,6 +4,7 @@ from app.models.base import Base, utcnow
 from app.models.demonstrations import Demonstration
 from app.models.jobs import Job, JobEvent
 from app.models.labeling import Assignment, Comparison, Ranking, RankingVersion, Slot
+from app.models.members import ProjectMember
 from app.models.projects import Project
 from app.models.prompts import Completion, ImportRecord, Prompt
 from app.models.registry import (
@@ -11,6 +12,8 @@ from app.models.registry import (
     ModelVersionComparison,
     ModelVersionDemonstration,
     ModelVersionPrompt,
+    TestSetPrompt,
+    TestSetVersion,
 )
 from app.models.users import AccountLink, ApiToken, LoginAttempt, User, UserSession
 
@@ -31,10 +34,13 @@ __all__ = [
     "ModelVersionDemonstration",
     "ModelVersionPrompt",
     "Project",
+    "ProjectMember",
     "Prompt",
     "Ranking",
     "RankingVersion",
     "Slot",
+    "TestSetPrompt",
+    "TestSetVersion",
     "User",
     "UserSession",
     "utcnow",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UTCDateTime, utcnow
@@ -93,3 +93,35 @@ class ModelVersionDemonstration(Base):
     demonstration_id: Mapped[int] = mapped_column(
         ForeignKey("demonstrations.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class TestSetVersion(Base):
+    """One version of a project's fixed reward-model test set (app.registry.service.extend_test_set):
+    the prompts that joined in versions 1..`version`, with their human and imported rankings whose
+    comparisons have id <= `comparison_watermark`. Versions are only ever appended."""
+
+    __tablename__ = "test_set_versions"
+    __test__ = False  # not a pytest test class
+    __table_args__ = (UniqueConstraint("project_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    comparison_watermark: Mapped[int] = mapped_column(BigId)
+    prompts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TestSetPrompt(Base):
+    """Prompt `prompt_id` is in the project's test set from test-set version `version` on (never removed;
+    the loop never samples it, the reward model never trains on it)."""
+
+    __tablename__ = "test_set_prompts"
+    __test__ = False  # not a pytest test class
+    __table_args__ = (UniqueConstraint("project_id", "prompt_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from app.auth.deps import ApiAdmin, ApiUser, DbSession
+from app.members import service as members
 from app.projects import service
 from app.projects.schemas import ProjectCreate, ProjectOut, ProjectUpdate
 from app.web.paths import Id
@@ -23,7 +24,8 @@ def create_project(data: ProjectCreate, db: DbSession, admin: ApiAdmin) -> Proje
 
 @router.get("", response_model=list[ProjectOut])
 def list_projects(db: DbSession, user: ApiUser) -> list[ProjectOut]:
-    return [ProjectOut.model_validate(p) for p in service.list_projects(db, include_archived=user.is_admin)]
+    listed = members.visible(db, user, service.list_projects(db, include_archived=user.is_admin))
+    return [ProjectOut.model_validate(p) for p in listed]
 
 
 @router.get("/{project_id}", response_model=ProjectOut)

@@ -1,30 +1,86 @@
-"""Project pages: the list, create, edit (guidelines, K range, redundancy, lease, settings), archive."""
+"""Project pages: the list, create and edit (every setting as a typed field, see settings_form), archive."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from app.auth.deps import CurrentAdmin, CurrentUser, DbSession
-from app.projects import service
+from app.members import service as members
+from app.models import Project
+from app.projects import service, settings_form
+from app.projects.kinds import DEFAULT_KIND, KINDS, KindName, defaults_for
 from app.projects.schemas import ProjectCreate, ProjectUpdate
+from app.projects.settings_form import FormState
+from app.web.csrf import FORM_MAX_FIELDS, FORM_MAX_FILES, FORM_MAX_PART_SIZE
 from app.web.paths import Id
 from app.web.templating import render
 
 router = APIRouter(tags=["projects"])
 
 
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in exc.errors())
+async def _submitted(request: Request) -> dict[str, list[str]]:
+    """Every submitted text field with all its values (a list setting sends one value per item)."""
+    form = await request.form(max_fields=FORM_MAX_FIELDS, max_files=FORM_MAX_FILES, max_part_size=FORM_MAX_PART_SIZE)
+    return {key: [v for v in form.getlist(key) if isinstance(v, str)] for key in form}
+
+
+Submitted = Annotated[dict[str, list[str]], Depends(_submitted)]
+
+
+def _checked(form: Mapping[str, list[str]], name: str) -> bool:
+    return form.get(name, [""])[-1] in ("true", "on", "1")
+
+
+def _kind(form: Mapping[str, list[str]]) -> str:
+    kind = form.get("kind", [""])[-1]
+    return kind if kind in KINDS else DEFAULT_KIND
+
+
+def _service_error(state: FormState, message: str) -> None:
+    """A service's refusal, shown at the field it names (or above the form)."""
+    state.errors[settings_form.error_key_for(message)] = message[:1].upper() + message[1:]
+
+
+def _as_form_data(project: Project) -> ProjectCreate:
+    """A stored project as the form's model (not validated again: it was on the way in)."""
+    return ProjectCreate.model_construct(
+        name=project.name, guidelines=project.guidelines, k_min=project.k_min, k_max=project.k_max,
+        annotations_per_prompt=project.annotations_per_prompt, lease_minutes=project.lease_minutes,
+        allow_fewer_than_k_min=project.allow_fewer_than_k_min, settings=service.settings_of(project),
+    )
+
+
+def _form_page(
+    request: Request,
+    project: Project | None,
+    state: FormState,
+    *,
+    shown_settings: ProjectCreate,
+    kind: str = DEFAULT_KIND,
+    archived: bool = False,
+    status_code: int = 200,
+) -> Response:
+    context = {
+        "project": project,
+        "groups": settings_form.groups(),
+        "values": state.values,
+        "errors": state.errors,
+        "kinds": list(KINDS.values()),
+        "kind": kind,
+        "archived": archived,
+        "settings_json": settings_form.settings_json(shown_settings),
+    }
+    return render(request, "projects/form.html", context, status_code=status_code)
 
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, db: DbSession, user: CurrentUser) -> Response:
-    projects = service.list_projects(db, include_archived=user.is_admin)
+    projects = members.visible(db, user, service.list_projects(db, include_archived=user.is_admin))
     return render(request, "projects/list.html", {"projects": projects})
 
 
@@ -35,40 +91,25 @@ def projects_alias(_user: CurrentUser) -> RedirectResponse:
 
 
 @router.get("/projects/new", response_class=HTMLResponse)
-def new_project_page(request: Request, _admin: CurrentAdmin) -> Response:
-    return render(request, "projects/form.html", {"project": None, "error": None, "values": ProjectCreate(name="x")})
+def new_project_page(request: Request, _admin: CurrentAdmin, kind: KindName = DEFAULT_KIND) -> Response:
+    """The new-project form, starting from the defaults of `kind` (?kind=summarisation)."""
+    data = defaults_for(kind)
+    return _form_page(request, None, FormState(settings_form.values_of(data), {}), kind=kind,
+                      shown_settings=data)
 
 
 @router.post("/projects", response_class=HTMLResponse)
-def create_project(
-    request: Request,
-    db: DbSession,
-    admin: CurrentAdmin,
-    name: Annotated[str, Form(max_length=200)],
-    guidelines: Annotated[str, Form(max_length=100_000)] = "",
-    k_min: Annotated[int, Form()] = 4,
-    k_max: Annotated[int, Form()] = 9,
-    annotations_per_prompt: Annotated[int, Form()] = 1,
-    lease_minutes: Annotated[int, Form()] = 30,
-) -> Response:
-    try:
-        data = ProjectCreate(
-            name=name,
-            guidelines=guidelines,
-            k_min=k_min,
-            k_max=k_max,
-            annotations_per_prompt=annotations_per_prompt,
-            lease_minutes=lease_minutes,
-        )
-        project = service.create(db, data, admin)
-    except ValidationError as exc:
-        return render(
-            request, "projects/form.html", {"project": None, "error": _validation_message(exc), "values": None},
-            status_code=400,
-        )
-    except service.ProjectError as exc:
-        return render(request, "projects/form.html", {"project": None, "error": str(exc), "values": None}, status_code=400)
-    return RedirectResponse(f"/projects/{project.id}", status_code=303)
+def create_project(request: Request, db: DbSession, admin: CurrentAdmin, form: Submitted) -> Response:
+    kind = _kind(form)
+    state = settings_form.read_form(form, base=defaults_for(kind))
+    if state.data is not None:
+        try:
+            project = service.create(db, state.data, admin)
+        except service.ProjectError as exc:
+            _service_error(state, str(exc))
+        else:
+            return RedirectResponse(f"/projects/{project.id}", status_code=303)
+    return _form_page(request, None, state, kind=kind, shown_settings=defaults_for(kind), status_code=422)
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
@@ -82,54 +123,30 @@ def project_page(request: Request, project_id: Id, db: DbSession, user: CurrentU
 @router.get("/projects/{project_id}/edit", response_class=HTMLResponse)
 def edit_project_page(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
     project = service.get(db, project_id)
-    settings_json = json.dumps(service.settings_of(project).model_dump(mode="json"), indent=2)
-    return render(request, "projects/form.html", {"project": project, "error": None, "settings_json": settings_json})
+    current = _as_form_data(project)
+    state = FormState(settings_form.values_of(current), {})
+    return _form_page(request, project, state, archived=project.archived_at is not None, shown_settings=current)
 
 
 @router.post("/projects/{project_id}/edit", response_class=HTMLResponse)
-def update_project(
-    request: Request,
-    project_id: Id,
-    db: DbSession,
-    _admin: CurrentAdmin,
-    name: Annotated[str, Form(max_length=200)],
-    guidelines: Annotated[str, Form(max_length=100_000)] = "",
-    k_min: Annotated[int, Form()] = 4,
-    k_max: Annotated[int, Form()] = 9,
-    annotations_per_prompt: Annotated[int, Form()] = 1,
-    lease_minutes: Annotated[int, Form()] = 30,
-    settings_json: Annotated[str, Form(max_length=200_000)] = "",
-    archived: Annotated[bool, Form()] = False,
-) -> Response:
+def update_project(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin, form: Submitted) -> Response:
     project = service.get(db, project_id)
-    error: str | None = None
-    try:
-        patch: dict[str, Any] | None = json.loads(settings_json) if settings_json.strip() else None
-        if patch is not None and not isinstance(patch, dict):
-            raise service.ProjectError("settings must be a JSON object of sections")
-        data = ProjectUpdate(
-            name=name,
-            guidelines=guidelines,
-            k_min=k_min,
-            k_max=k_max,
-            annotations_per_prompt=annotations_per_prompt,
-            lease_minutes=lease_minutes,
-            settings=patch,
-            archived=archived,
-        )
-        service.update(db, project, data)
-    except json.JSONDecodeError as exc:
-        error = f"settings JSON, line {exc.lineno} column {exc.colno}: {exc.msg}"
-    except ValidationError as exc:
-        error = _validation_message(exc)
-    except service.ProjectError as exc:
-        error = str(exc)
-    if error:
+    state = settings_form.read_form(form, base=_as_form_data(project))
+    archived = _checked(form, "archived") if "archived" in form else project.archived_at is not None
+    if state.data is not None:
+        try:
+            update = ProjectUpdate(
+                **state.data.model_dump(exclude={"settings"}),
+                settings=state.data.settings.model_dump(mode="json"),
+                archived=archived,
+            )
+            service.update(db, project, update)
+        except ValidationError as exc:
+            state.errors.update(settings_form.field_errors(exc))
+        except service.ProjectError as exc:
+            _service_error(state, str(exc))
+        else:
+            return RedirectResponse(f"/projects/{project.id}", status_code=303)
         db.rollback()
-        return render(
-            request,
-            "projects/form.html",
-            {"project": project, "error": error, "settings_json": settings_json},
-            status_code=400,
-        )
-    return RedirectResponse(f"/projects/{project.id}", status_code=303)
+    return _form_page(request, project, state, archived=archived, shown_settings=_as_form_data(project),
+                      status_code=422)

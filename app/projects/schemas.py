@@ -21,8 +21,9 @@ DEFAULT_FLAGS = (
     "hallucination / makes things up",
     "harmful or toxic",
     "refuses without reason",
-    "inappropriate for a customer assistant",
 )
+"""Flags of a new project; its kind may add more (app.projects.kinds: the assistant kind adds
+"inappropriate for a customer assistant")."""
 
 
 class SamplingSettings(BaseModel):
@@ -37,6 +38,25 @@ class SamplingSettings(BaseModel):
     # policy (at least one); roles that are the same version pool their share.
     from_active: int = Field(default=1, ge=0, le=16, description="candidates per task from the active policy")
     from_sft: int = Field(default=1, ge=0, le=16, description="candidates per task from the SFT version")
+    # Where the worker samples (docs/sampling.md): in its own process (default), or from an OpenAI-compatible
+    # `/v1/completions` server (vLLM, SGLang, TGI, llama.cpp, `prefloop models serve`). The API key is read
+    # from the environment variable named here, never stored.
+    backend: Literal["in_process", "openai"] = "in_process"
+    base_url: str = Field(default="", max_length=2000, description="the server's API root, e.g. http://gpu:8000/v1")
+    model: str = Field(default="{version}", min_length=1, max_length=200,
+                       description="served model name; {version} becomes the policy version's name")
+    timeout_s: float = Field(default=120.0, gt=0.0, le=3600.0, description="per request")
+    max_retries: int = Field(default=3, ge=0, le=10, description="retries on 5xx, 429, timeouts, lost connections")
+    api_key_env: str = Field(default="", max_length=100, pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+                             description="name of the environment variable holding the server's API key")
+    load_lora: bool = Field(default=False, description="ask the server to load a version it lacks as a LoRA "
+                            "adapter (vLLM /v1/load_lora_adapter)")
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> SamplingSettings:
+        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("backend 'openai' needs base_url, an http(s) URL such as http://127.0.0.1:8000/v1")
+        return self
 
 
 class TrainingSettings(BaseModel):
@@ -57,10 +77,14 @@ class TrainingSettings(BaseModel):
     rm_epochs: int | None = Field(default=None, ge=1, le=100)
     rm_lr: float | None = Field(default=None, gt=0, le=1.0)
     rm_batch_prompts: int | None = Field(default=None, ge=1, le=4096)
+    # The share of ranked prompts held out in the project's fixed test set (app.registry.service.extend_test_set).
     rm_heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     rm_accuracy_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
     rm_share_prefix: bool = Field(default=False, description="forward each prompt once per ranking group "
                                   "(decoder reward models; same result, faster on long prompts)")
+    rm_ensemble_heads: int = Field(default=1, ge=1, le=16, description="reward heads, each fit on its own "
+                                   "bootstrap of the rankings; with more than 1 their disagreement is the "
+                                   "uncertainty active selection uses")
     ai_rankings: AiRankings = Field(default="exclude", description="AI rankings in RM/DPO training data: "
                                     "'exclude' (human + imported only) or 'llm-judge' (also LLM-judge ones; "
                                     "reward-model-ranked ones never)")
@@ -93,10 +117,13 @@ class ScheduleSettings(BaseModel):
     retrain_every: int = Field(default=200, ge=1, le=10_000_000, description="new comparisons that trigger retraining")
     prompts_per_round: int = Field(default=50, ge=1, le=10_000_000)
     # Round planning (app.loop.planning.choose_prompts): never-ranked prompts first, then up to
-    # `uncertain_share` of the round by reward-model uncertainty, then the least recently sampled.
+    # `uncertain_share` of the round by reward-model uncertainty, then up to `disagreement_share` by
+    # annotator disagreement, then the least recently sampled; test-set prompts never.
     resample: bool = Field(default=True, description="choose already-ranked prompts again for new candidates")
     uncertain_share: float = Field(default=0.5, ge=0.0, le=1.0,
                                    description="at most this share of a round chosen by RM uncertainty")
+    disagreement_share: float = Field(default=0.25, ge=0.0, le=1.0, description="at most this share of a "
+                                      "round chosen by annotator disagreement (prompts people ranked differently)")
     interval_minutes: int = Field(default=0, ge=0, le=525_600, description="also start a round when none "
                                   "started for this long (0: only on new comparisons or by hand)")
 
@@ -117,6 +144,14 @@ class LabelingSettings(BaseModel):
     edit_window_minutes: int = Field(
         default=10, ge=0, le=24 * 60,
         description="how long after submitting an annotator may change their last ranking (0: never)",
+    )
+    access: Literal["all", "members"] = Field(
+        default="all",
+        description="who may see and label the project: every annotator, or only its members (admins always)",
+    )
+    daily_cap: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="rankings one annotator may submit in this project per 24 hours (empty: no cap)",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,6 +13,8 @@ from app.errors import NotFound
 from app.models import Project, User, utcnow
 from app.projects import queries
 from app.projects.schemas import ProjectCreate, ProjectSettings, ProjectUpdate
+
+log = logging.getLogger("prefloop.projects")
 
 
 class ProjectError(ValueError):
@@ -124,4 +127,7 @@ def update(db: Session, project: Project, data: ProjectUpdate) -> Project:
         from app.labeling.slots import ensure_slots  # local: labeling builds on projects, not the reverse
 
         ensure_slots(db, project)  # a higher N or a looser K minimum makes more slots due
+    changed = sorted(data.model_dump(exclude_none=True))  # the fields sent, not their values (guidelines are long)
+    log.info("project %s updated: %s", project.id, ", ".join(changed),
+             extra={"event": "admin.project_updated", "project_id": project.id, "fields": changed})
     return project

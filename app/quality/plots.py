@@ -1,5 +1,5 @@
 """Server-rendered SVG plots for the quality dashboard: agreement over time, the model leaderboard with
-CI whiskers, reward-model held-out accuracy per version.
+CI whiskers, reward-model accuracy and calibration per version on the fixed test set.
 
 Only SVG presentation attributes and classes are used (the CSP forbids inline style attributes), every
 text is XML-escaped, and each plot carries a <title>/<desc> so it reads without JavaScript or sight.
@@ -151,26 +151,48 @@ def leaderboard_svg(rows: Sequence[dict[str, Any]]) -> Markup:
 
 
 def rm_accuracy_svg(rows: Sequence[dict[str, Any]]) -> Markup:
-    """Held-out pairwise accuracy per reward-model version (bars; 0.5 = chance, dashed)."""
-    title = "Reward-model held-out accuracy"
-    measured = [r for r in rows if r.get("heldout_accuracy") is not None]
+    """Pairwise accuracy per reward-model version on the fixed test set (bars; 0.5 = chance, dashed) with
+    its calibration error (ECE, a diamond on the same 0-1 axis) and the test-set version under each bar
+    ("ts2"); a version never measured on the test set shows its held-out accuracy as trained ("ts -")."""
+    title = "Reward-model accuracy and calibration on the test set"
+    measured = [r for r in rows if r.get("test_accuracy") is not None or r.get("heldout_accuracy") is not None]
     if not measured:
-        return _empty(title, "No reward-model version has a held-out accuracy yet.")
+        return _empty(title, "No reward-model version has a test-set or held-out accuracy yet.")
     body, y = _y_axis(0.0, 1.0, [0, 0.25, 0.5, 0.75, 1.0])
     body.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{_num(y(0.5))}" y2="{_num(y(0.5))}" '
                 f'stroke="#b42318" stroke-dasharray="4 3"/>')
     plot_w = WIDTH - LEFT - RIGHT
     slot = plot_w / len(measured)
     bar = min(48.0, slot * 0.6)
+    described = []
     for i, r in enumerate(measured):
-        acc = float(r["heldout_accuracy"])
+        on_test = r.get("test_accuracy") is not None
+        acc = float(r["test_accuracy"] if on_test else r["heldout_accuracy"])
+        ts = f"ts{r['test_set_version']}" if on_test and r.get("test_set_version") is not None else "ts -"
         cx = LEFT + slot * (i + 0.5)
         fill = "#137333" if r.get("status") == "active" else "#2b5fd9"
-        tip = "{} ({}): {:.3f}".format(r["name"], r.get("status"), acc)
+        where = f"test set v{r.get('test_set_version')}" if on_test else "held-out split (no test set)"
+        tip = "{} ({}): accuracy {:.3f} on {}".format(r["name"], r.get("status"), acc, where)
         body.append(f'<rect x="{_num(cx - bar / 2)}" y="{_num(y(acc))}" width="{_num(bar)}" '
                     f'height="{_num(y(0) - y(acc))}" fill="{fill}"><title>{escape(tip)}</title></rect>')
+        text = f"{r['name']}: {acc:.3f} on {where}"
+        ece = r.get("test_ece") if on_test else None
+        if isinstance(ece, int | float):
+            ey = y(min(max(float(ece), 0.0), 1.0))
+            ece_tip = "{}: ECE {:.3f}".format(r["name"], float(ece))
+            body.append(f'<path d="M{_num(cx)} {_num(ey - 5)} L{_num(cx + 5)} {_num(ey)} L{_num(cx)} {_num(ey + 5)} '
+                        f'L{_num(cx - 5)} {_num(ey)} Z" fill="#b45309"><title>{escape(ece_tip)}</title></path>')
+            text += f", ECE {float(ece):.3f}"
+        described.append(text)
         label = str(r["name"])
-        body.append(f'<text x="{_num(cx)}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" font-size="11" '
+        body.append(f'<text x="{_num(cx)}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle" font-size="11" '
                     f'fill="#5b6575">{escape(label if len(label) <= 14 else label[:13] + "…")}</text>')
-    desc = "; ".join(f"{r['name']}: {float(r['heldout_accuracy']):.3f}" for r in measured)
-    return _svg(title, desc, body)
+        body.append(f'<text x="{_num(cx)}" y="{HEIGHT - BOTTOM + 27}" text-anchor="middle" font-size="10" '
+                    f'fill="#5b6575">{escape(ts)}</text>')
+    lx = WIDTH - RIGHT - 190
+    body.append(f'<rect x="{lx}" y="{TOP}" width="10" height="10" fill="#2b5fd9"/>')
+    body.append(f'<text x="{lx + 14}" y="{TOP + 9}" font-size="11" fill="#1d2430">accuracy</text>')
+    body.append(f'<path d="M{lx + 85} {TOP} L{lx + 90} {TOP + 5} L{lx + 85} {TOP + 10} L{lx + 80} {TOP + 5} Z" '
+                f'fill="#b45309"/>')
+    body.append(f'<text x="{lx + 96}" y="{TOP + 9}" font-size="11" fill="#1d2430">calibration error</text>')
+    return _svg(title, "; ".join(described), body)

@@ -11,6 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from app.batches import batched
 from app.models import Assignment, Comparison, Completion, ModelVersion, Prompt, Ranking, User
 from app.quality.gold import GoldSpec
 from app.quality.records import Id, RankingRecord
@@ -154,7 +155,7 @@ def users(db: Session, ids: Iterable[Any]) -> dict[int, User]:
     wanted = sorted({i for i in ids if isinstance(i, int)})
     if not wanted:
         return {}
-    return {u.id: u for u in db.scalars(select(User).where(User.id.in_(wanted)))}
+    return {u.id: u for batch in batched(wanted) for u in db.scalars(select(User).where(User.id.in_(batch)))}
 
 
 def reward_versions(db: Session, project_id: int) -> list[ModelVersion]:
@@ -173,21 +174,19 @@ def prompt(db: Session, prompt_id: int) -> Prompt | None:
 
 
 def prompts(db: Session, ids: Sequence[int]) -> dict[int, Prompt]:
-    if not ids:
-        return {}
-    return {p.id: p for p in db.scalars(select(Prompt).where(Prompt.id.in_(list(ids))))}
+    return {p.id: p for batch in batched(sorted(set(ids))) for p in db.scalars(select(Prompt).where(Prompt.id.in_(batch)))}
 
 
 def completions_of(db: Session, prompt_ids: Sequence[int]) -> dict[int, list[Completion]]:
     """Completions per prompt, by position then id."""
     out: dict[int, list[Completion]] = {p: [] for p in prompt_ids}
-    if not prompt_ids:
-        return out
-    stmt = select(Completion).where(Completion.prompt_id.in_(list(prompt_ids))).order_by(
-        Completion.prompt_id, Completion.position, Completion.id
-    )
-    for c in db.scalars(stmt):
-        out[c.prompt_id].append(c)
+    # Batched (app.batches): gold generation asks for every prompt of a project, 120,000 of them at times.
+    for batch in batched(sorted(out)):
+        stmt = select(Completion).where(Completion.prompt_id.in_(batch)).order_by(
+            Completion.prompt_id, Completion.position, Completion.id
+        )
+        for c in db.scalars(stmt):
+            out[c.prompt_id].append(c)
     return out
 
 

@@ -2,9 +2,10 @@
 
 The worker scores each candidate of the prompts still being labeled with the active reward model and
 hands the numbers to `store_rm_scores`, which writes completions.meta["rm_score"] (and
-meta["rm_score_version"]) and, when `quality.active_selection` is on, the prompt's uncertainty
-(app.quality.active.margin_uncertainty) into prompts.priority and slots.priority, which the claim
-orders by. `suggestion_for` turns stored scores into the "RM suggests: B > A > D > C" hint.
+meta["rm_score_version"]; an ensemble's per-member rewards in meta["rm_members"]) and, when
+`quality.active_selection` is on, the prompt's uncertainty into prompts.priority and slots.priority, which
+the claim orders by: the ensemble's disagreement (app.quality.active.ensemble_disagreement) when every
+candidate has member rewards, else the margin uncertainty of the mean reward (margin_uncertainty). `suggestion_for` turns stored scores into the "RM suggests: B > A > D > C" hint.
 Never commits.
 """
 
@@ -18,10 +19,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.batches import batched
 from app.labeling.selection import set_priorities
 from app.models import Completion, ModelVersion, Project, Prompt, Slot
 from app.projects.service import settings_of
-from app.quality.active import margin_uncertainty
+from app.quality.active import ensemble_disagreement, margin_uncertainty
 from app.registry.datasets import PromptValue, prompt_value
 
 LETTERS = "ABCDEFGHIJKLMNOP"
@@ -43,15 +45,16 @@ def prompts_to_score(db: Session, project_id: int, prompt_ids: Sequence[int] | N
     """
     stmt = select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False))
     if prompt_ids is not None:
-        stmt = stmt.where(Prompt.id.in_(list(prompt_ids)))
+        # Batched (app.batches): a list of ids is one bind parameter each, and a project may hold 120,000.
+        prompts = [p for batch in batched(sorted(set(prompt_ids)))
+                   for p in db.scalars(stmt.where(Prompt.id.in_(batch)).order_by(Prompt.id))]
     else:
         pending = select(Slot.prompt_id).where(Slot.project_id == project_id, Slot.status != "done").distinct()
-        stmt = stmt.where(Prompt.id.in_(pending))
-    prompts = list(db.scalars(stmt.order_by(Prompt.id)))
+        prompts = list(db.scalars(stmt.where(Prompt.id.in_(pending)).order_by(Prompt.id)))
     by_prompt: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    if prompts:
+    for batch in batched([p.id for p in prompts]):
         rows = db.execute(select(Completion.id, Completion.prompt_id, Completion.text)
-                          .where(Completion.prompt_id.in_([p.id for p in prompts])).order_by(Completion.id))
+                          .where(Completion.prompt_id.in_(batch)).order_by(Completion.id))
         for cid, pid, text in rows:
             by_prompt[int(pid)].append((int(cid), text))
     return [PromptToScore(p.id, prompt_value(p), by_prompt[p.id]) for p in prompts if len(by_prompt[p.id]) >= 2]
@@ -67,26 +70,43 @@ class ScoreResult:
         return {"completions": self.completions, "prompts": self.prompts, "priorities_set": self.priorities_set}
 
 
-def store_rm_scores(db: Session, project: Project, version_id: int, scores: Mapping[int, float]) -> ScoreResult:
-    """Store per-completion rewards and, with active selection on, per-prompt priorities.
+def prompt_uncertainty(rewards: Sequence[float], members: Sequence[Sequence[float] | None]) -> float:
+    """A prompt's uncertainty: the ensemble's disagreement when every candidate has member rewards."""
+    if members and all(m is not None for m in members) and len({len(m or ()) for m in members}) == 1:
+        matrix = [list(col) for col in zip(*[m or () for m in members], strict=True)]  # (members, candidates)
+        return ensemble_disagreement(matrix)
+    return margin_uncertainty(rewards)
 
-    Only completions of this project are touched; the priority of a prompt is the mean binary entropy
-    of the RM's pairwise preferences over all its scored candidates (higher = labeled sooner).
+
+def store_rm_scores(db: Session, project: Project, version_id: int, scores: Mapping[int, float],
+                    members: Mapping[int, Sequence[float]] | None = None) -> ScoreResult:
+    """Store per-completion rewards (and an ensemble's per-member rewards) and, with active selection on,
+    per-prompt priorities.
+
+    Only completions of this project are touched; the priority of a prompt is its ensemble disagreement or,
+    for one reward model, the mean binary entropy of the RM's pairwise preferences over all its scored
+    candidates (higher = labeled sooner).
     """
-    rows = list(db.scalars(
+    members = members or {}
+    rows = [c for batch in batched(sorted({int(c) for c in scores})) for c in db.scalars(
         select(Completion).join(Prompt, Prompt.id == Completion.prompt_id)
-        .where(Prompt.project_id == project.id, Completion.id.in_([int(c) for c in scores]))
-    )) if scores else []
+        .where(Prompt.project_id == project.id, Completion.id.in_(batch))
+    )]
     rewards: dict[int, list[float]] = defaultdict(list)
+    member_rewards: dict[int, list[list[float] | None]] = defaultdict(list)
     for c in rows:
         value = float(scores[c.id])
+        per_member = [float(x) for x in members[c.id]] if c.id in members else None
         # A new dict: JSON columns only notice reassignment, not in-place mutation.
-        c.meta = {**(c.meta or {}), "rm_score": value, "rm_score_version": int(version_id)}
+        meta = {k: v for k, v in (c.meta or {}).items() if k != "rm_members"}
+        c.meta = {**meta, "rm_score": value, "rm_score_version": int(version_id),
+                  **({"rm_members": per_member} if per_member is not None else {})}
         rewards[c.prompt_id].append(value)
+        member_rewards[c.prompt_id].append(per_member)
     db.flush()
     changed = 0
     if settings_of(project).quality.active_selection and rewards:
-        priorities = {pid: margin_uncertainty(r) for pid, r in rewards.items() if len(r) >= 2}
+        priorities = {pid: prompt_uncertainty(r, member_rewards[pid]) for pid, r in rewards.items() if len(r) >= 2}
         for pid, score in priorities.items():
             db.execute(update(Prompt).where(Prompt.id == pid, Prompt.project_id == project.id).values(priority=score))
         changed = set_priorities(db, project, priorities)

@@ -25,6 +25,7 @@ from app.quality import queries
 from app.quality.consensus import Consensus, consensus_subset
 from app.quality.records import RankingRecord
 from app.quality.report import QualityReport, compute_quality
+from app.registry.service import latest_test_score
 
 CACHE_TTL_SECONDS = 60.0
 GOLD_MIN_ITEMS = 5
@@ -88,11 +89,18 @@ def heldout_accuracy(metrics: dict[str, Any] | None) -> float | None:
 
 
 def _reward_model_row(v: ModelVersion) -> dict[str, Any]:
+    """A reward-model version's row: its held-out accuracy as trained, and its accuracy and calibration
+    (ECE) on the fixed test set, with the test-set version that was measured on (the newest one)."""
+    score = latest_test_score(v.metrics) or {}
     return {
         "id": v.id,
         "name": v.name,
         "status": v.status,
         "heldout_accuracy": heldout_accuracy(v.metrics),
+        "test_set_version": score.get("test_set_version"),
+        "test_accuracy": score.get("accuracy"),
+        "test_ece": score.get("ece"),
+        "test_pairs": score.get("n_pairs"),
         "created_at": v.created_at.isoformat() if v.created_at else None,
     }
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Comparison, Completion, Prompt, Ranking
+from app.models import Comparison, Completion, Prompt, Ranking, TestSetPrompt
 from app.projects.schemas import AiRankings
 
 PromptValue = str | list[dict[str, str]]
@@ -40,6 +40,8 @@ class TrainingSnapshot:
     comparison_ids: list[int] = field(default_factory=list)
     snapshot_hash: str = ""
     ai_rankings_left_out: int = 0
+    group_comparisons: dict[str, list[int]] = field(default_factory=dict)
+    """The comparison ids of each group, by group_id."""
 
 
 def prompt_value(prompt: Prompt) -> PromptValue:
@@ -71,18 +73,23 @@ def _trainable_rankings(db: Session, ranking_ids: list[int],
 
 
 def load_snapshot(db: Session, project_id: int, watermark: int,
-                  ai_rankings: AiRankings = "exclude") -> TrainingSnapshot:
+                  ai_rankings: AiRankings = "exclude", *, test_set_version: int | None = None) -> TrainingSnapshot:
     """Ranking groups built from the non-tied comparisons of the project with id <= watermark, of the
-    rankings `ai_rankings` allows (`trains_on`) and of imported pairs without a ranking.
+    rankings `ai_rankings` allows (`trains_on`) and of imported pairs without a ranking; with
+    `test_set_version`, only those of the prompts in the project's test set up to that version.
 
     `ai_rankings_left_out` counts the AI rankings the policy kept out, for the callers' messages.
     """
-    rows = db.execute(
+    stmt = (
         select(Comparison.id, Comparison.ranking_id, Comparison.prompt_id, Comparison.winner_id, Comparison.loser_id,
                Comparison.weight, Comparison.annotator_id)
         .where(Comparison.project_id == project_id, Comparison.id <= watermark, Comparison.is_tie.is_(False))
-        .order_by(Comparison.id)
-    ).all()
+    )
+    if test_set_version is not None:
+        stmt = stmt.where(Comparison.prompt_id.in_(
+            select(TestSetPrompt.prompt_id).where(TestSetPrompt.project_id == project_id,
+                                                  TestSetPrompt.version <= test_set_version)))
+    rows = db.execute(stmt.order_by(Comparison.id)).all()
     by_ranking: dict[int, list[int]] = {}
     loose: list[Any] = []
     for row in rows:
@@ -101,6 +108,7 @@ def load_snapshot(db: Session, project_id: int, watermark: int,
 
     groups: list[dict[str, Any]] = []
     used: list[int] = []
+    group_comparisons: dict[str, list[int]] = {}
     for ranking_id in sorted(rankings):
         ranking = rankings[ranking_id]
         items = sorted((int(cid), int(rank)) for cid, rank in ranking.ranks.items() if int(cid) in texts)
@@ -116,6 +124,7 @@ def load_snapshot(db: Session, project_id: int, watermark: int,
             "group_id": f"ranking-{ranking_id}",
         })
         used.extend(by_ranking[ranking_id])
+        group_comparisons[f"ranking-{ranking_id}"] = list(by_ranking[ranking_id])
     for row in loose:
         groups.append({
             "prompt": prompt_value(prompts[row.prompt_id]),
@@ -127,11 +136,12 @@ def load_snapshot(db: Session, project_id: int, watermark: int,
             "group_id": f"comparison-{row.id}",
         })
         used.append(row.id)
+        group_comparisons[f"comparison-{row.id}"] = [row.id]
     used.sort()
     digest = hashlib.sha256(json.dumps({"ids": used, "groups": [(g["group_id"], g["ranks"], g["weight"])
                                                                  for g in groups]}).encode()).hexdigest()
     return TrainingSnapshot(watermark=watermark, groups=groups, comparison_ids=used, snapshot_hash=digest,
-                            ai_rankings_left_out=left_out)
+                            ai_rankings_left_out=left_out, group_comparisons=group_comparisons)
 
 
 def project_prompts(db: Session, project_id: int) -> list[tuple[int, PromptValue]]:
@@ -148,12 +158,29 @@ def count_prompts_without_completions(db: Session, project_id: int) -> int:
     return int(db.scalar(stmt) or 0)
 
 
+def prompt_bucket(prompt_id: int) -> float:
+    """A prompt's place in [0, 1] by a hash of its id: the same for ever, whatever else the project holds."""
+    return int(hashlib.sha256(f"heldout-{prompt_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def heldout_prompt_ids(prompt_ids: list[int], fraction: float = 0.1, minimum: int = 1) -> set[int]:
     """A stable held-out subset of prompts (by a hash of the id, so it never changes as prompts are added)."""
-    def bucket(pid: int) -> float:
-        return int(hashlib.sha256(f"heldout-{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    chosen = {pid for pid in prompt_ids if bucket(pid) < fraction}
+    chosen = {pid for pid in prompt_ids if prompt_bucket(pid) < fraction}
     if len(chosen) < minimum and len(prompt_ids) > minimum:
-        chosen |= set(sorted(prompt_ids, key=bucket)[:minimum])
+        chosen |= set(sorted(prompt_ids, key=prompt_bucket)[:minimum])
     return chosen
+
+
+def split_snapshot(snapshot: TrainingSnapshot, prompt_ids: set[int]) -> tuple[TrainingSnapshot, list[dict[str, Any]]]:
+    """(the snapshot without the groups of `prompt_ids`, those groups): the training data and what a
+    test set holds out of it. The training part keeps the whole snapshot's hash (a retry checks the data
+    it read, not the split) and only the comparison ids of the groups it kept (its lineage)."""
+    keep = {str(p) for p in prompt_ids}
+    train = [g for g in snapshot.groups if g["prompt_id"] not in keep]
+    held = [g for g in snapshot.groups if g["prompt_id"] in keep]
+    ids = sorted(c for g in train for c in snapshot.group_comparisons.get(g["group_id"], []))
+    part = TrainingSnapshot(watermark=snapshot.watermark, groups=train, comparison_ids=ids,
+                            snapshot_hash=snapshot.snapshot_hash, ai_rankings_left_out=snapshot.ai_rankings_left_out,
+                            group_comparisons={g["group_id"]: snapshot.group_comparisons.get(g["group_id"], [])
+                                               for g in train})
+    return part, held

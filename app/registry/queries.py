@@ -1,13 +1,22 @@
-"""Every SELECT/INSERT of the model registry: versions, the active version, lineage rows."""
+"""Every SELECT/INSERT of the model registry: versions, the active version, lineage rows, the fixed
+reward-model test set."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from app.models import Comparison, ModelVersion, ModelVersionComparison
+from app.models import (
+    Comparison,
+    ModelVersion,
+    ModelVersionComparison,
+    Prompt,
+    Ranking,
+    TestSetPrompt,
+    TestSetVersion,
+)
 
 _LINEAGE_CHUNK = 5000
 
@@ -121,3 +130,81 @@ def count_comparisons_after(db: Session, project_id: int, watermark: int) -> int
         Comparison.project_id == project_id, Comparison.id > watermark, Comparison.is_tie.is_(False)
     )
     return int(db.scalar(stmt) or 0)
+
+
+# --- the fixed test set (app.registry.service.extend_test_set) ------------------------------------------
+
+
+def test_set_versions(db: Session, project_id: int) -> list[TestSetVersion]:
+    stmt = select(TestSetVersion).where(TestSetVersion.project_id == project_id)
+    return list(db.scalars(stmt.order_by(TestSetVersion.version)))
+
+
+def test_set_version(db: Session, project_id: int, version: int | None = None) -> TestSetVersion | None:
+    """Test-set version `version` of the project (default: the newest); None when there is none."""
+    stmt = select(TestSetVersion).where(TestSetVersion.project_id == project_id)
+    if version is not None:
+        stmt = stmt.where(TestSetVersion.version == version)
+    return db.scalars(stmt.order_by(TestSetVersion.version.desc())).first()
+
+
+def test_set_prompt_ids(db: Session, project_id: int, version: int | None = None) -> set[int]:
+    """The prompts in the project's test set (those that joined up to `version`, default all)."""
+    stmt = select(TestSetPrompt.prompt_id).where(TestSetPrompt.project_id == project_id)
+    if version is not None:
+        stmt = stmt.where(TestSetPrompt.version <= version)
+    return {int(p) for p in db.scalars(stmt)}
+
+
+def add_test_set_version(db: Session, project_id: int, version: int, watermark: int,
+                         prompt_ids: Sequence[int]) -> TestSetVersion:
+    """Append test-set version `version`: its row and the prompts that join with it."""
+    row = TestSetVersion(project_id=project_id, version=version, comparison_watermark=watermark,
+                         prompts=len(set(prompt_ids)))
+    db.add(row)
+    db.flush()
+    ids = sorted(set(prompt_ids))
+    if ids:
+        db.execute(insert(TestSetPrompt),
+                   [{"project_id": project_id, "prompt_id": p, "version": version, "added_at": row.created_at}
+                    for p in ids])
+    db.flush()
+    return row
+
+
+def _human_comparisons(project_id: int, watermark: int, after: int = 0) -> Select[int]:
+    """Non-tied comparisons of regular prompts in (after, watermark] made by people: of human or imported
+    rankings, or imported pairs without a ranking (AI rankings never)."""
+    return (
+        select(Comparison.prompt_id)
+        .join(Prompt, Prompt.id == Comparison.prompt_id)
+        .outerjoin(Ranking, Ranking.id == Comparison.ranking_id)
+        .where(Comparison.project_id == project_id, Comparison.id > after, Comparison.id <= watermark,
+               Comparison.is_tie.is_(False), Prompt.is_gold.is_(False),
+               or_(Comparison.ranking_id.is_(None), Ranking.source != "ai"))
+    )
+
+
+def human_ranked_prompt_ids(db: Session, project_id: int, watermark: int) -> set[int]:
+    """Regular prompts with at least one comparison people made, up to `watermark`."""
+    return {int(p) for p in db.scalars(_human_comparisons(project_id, watermark).distinct())}
+
+
+def count_human_comparisons(db: Session, project_id: int, prompt_ids: Sequence[int], after: int,
+                            watermark: int) -> int:
+    """Comparisons people made on `prompt_ids` with id in (after, watermark]."""
+    if not prompt_ids:
+        return 0
+    stmt = _human_comparisons(project_id, watermark, after).where(Comparison.prompt_id.in_(list(prompt_ids)))
+    return int(db.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+def trained_prompt_ids(db: Session, project_id: int) -> set[int]:
+    """Prompts any reward-model or DPO version of the project has trained on (through its comparison lineage)."""
+    stmt = (
+        select(Comparison.prompt_id).distinct()
+        .join(ModelVersionComparison, ModelVersionComparison.comparison_id == Comparison.id)
+        .join(ModelVersion, ModelVersion.id == ModelVersionComparison.model_version_id)
+        .where(ModelVersion.project_id == project_id)
+    )
+    return {int(p) for p in db.scalars(stmt)}

@@ -42,6 +42,12 @@ class VersionOut(BaseModel):
     comparisons: int = 0
     rollout_prompts: int = 0
     demonstrations: int = 0
+    # Reward models: pairwise accuracy and calibration (ECE) on the project's fixed test set, and the
+    # test-set version they were measured on (the newest one it was measured on; see metrics.test_sets).
+    test_set_version: int | None = None
+    test_accuracy: float | None = None
+    test_ece: float | None = None
+    test_pairs: int | None = None
 
 
 class VersionDetailOut(VersionOut):

@@ -13,6 +13,7 @@ commits.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from app.errors import Conflict, NotFound
 from app.models import ModelVersion, Project, utcnow
 from app.projects.service import settings_of
 from app.registry import queries
+from app.registry.datasets import load_snapshot, prompt_bucket
+
+log = logging.getLogger("prefloop.registry")
 
 KINDS = ("policy", "reward")
 PROVISIONAL, CONFIRMED, ROLLED_BACK, SUPERSEDED = "provisional", "confirmed", "rolled_back", "superseded"
@@ -216,6 +220,10 @@ def promote(db: Session, version: ModelVersion, reason: str, by: str = "") -> Mo
     if by and version.promotion_state is not None and version.promotion_state != CONFIRMED:
         _settle(version, CONFIRMED, f"confirmed by hand by {by}")
     db.flush()
+    log.info("%s version %s of project %s activated: %s", version.kind, version.name, version.project_id,
+             version.status_reason, extra={"event": "model.activated", "project_id": version.project_id,
+                                           "version_id": version.id, "previous_id": previous.id if previous else None,
+                                           "by": by})
     return previous
 
 
@@ -306,3 +314,122 @@ def find(db: Session, version_id: int) -> ModelVersion | None:
 def lineage_counts(db: Session, version_ids: Sequence[int]) -> dict[int, int]:
     """How many comparisons trained each version, for the model pages."""
     return queries.lineage_counts(db, version_ids)
+
+
+# --- the fixed reward-model test set ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """Version `version` of a project's test set (0: none yet): its prompts, and the comparison watermark
+    up to which their human rankings belong to it."""
+
+    __test__ = False  # not a pytest test class
+
+    version: int
+    watermark: int
+    prompt_ids: frozenset[int]
+
+
+def test_set(db: Session, project_id: int, version: int | None = None) -> TestSet:
+    """Test-set version `version` of the project (default: the newest; version 0 when there is none)."""
+    row = queries.test_set_version(db, project_id, version)
+    if row is None:
+        return TestSet(0, 0, frozenset())
+    return TestSet(row.version, int(row.comparison_watermark),
+                   frozenset(queries.test_set_prompt_ids(db, project_id, row.version)))
+
+
+def test_set_prompt_ids(db: Session, project_id: int) -> set[int]:
+    """Every prompt in the project's test set (the loop never samples them; no model trains on them)."""
+    return queries.test_set_prompt_ids(db, project_id)
+
+
+def test_set_history(db: Session, project_id: int) -> list[dict[str, Any]]:
+    """The test-set versions of the project, oldest first (version, watermark, prompts added, when)."""
+    return [{"version": r.version, "comparison_watermark": int(r.comparison_watermark), "prompts_added": r.prompts,
+             "created_at": r.created_at.isoformat() if r.created_at else None}
+            for r in queries.test_set_versions(db, project_id)]
+
+
+def extend_test_set(db: Session, project: Project, watermark: int) -> TestSet:
+    """Grow the project's test set up to comparison `watermark` by appending a version, and return the
+    newest version (unchanged when nothing joins).
+
+    Membership is append-only and never revised: a regular prompt people ranked (human or imported
+    rankings, comparisons up to `watermark`) that no model version has trained on joins when its hash bucket
+    (app.registry.datasets.prompt_bucket) is below `training.rm_heldout_fraction`; while the set holds fewer
+    than that fraction of the ranked prompts (at least one once two are ranked), the lowest buckets of the
+    other untrained ones join too (then, only for a set still empty, of trained ones: a project from before
+    the test set). At least one ranked prompt always stays out, to train on. A new version is also cut when
+    people ranked members again since the last one, so its rankings join; each version fixes the comparison
+    watermark its rankings are read up to.
+    """
+    latest = test_set(db, project.id)
+    if latest.version and watermark <= latest.watermark:
+        return latest
+    fraction = settings_of(project).training.rm_heldout_fraction
+    ranked = queries.human_ranked_prompt_ids(db, project.id, watermark)
+    members = set(latest.prompt_ids)
+    joining: list[int] = []
+    if fraction > 0 and len(ranked) >= 2:
+        trained = queries.trained_prompt_ids(db, project.id)
+        fresh = sorted(ranked - members - trained, key=lambda p: (prompt_bucket(p), p))
+        joining = [p for p in fresh if prompt_bucket(p) < fraction]
+        target = max(1, round(fraction * len(ranked)))
+        fill = fresh + (sorted(ranked - members - set(fresh), key=lambda p: (prompt_bucket(p), p))
+                        if not members else [])
+        for p in fill:
+            if len(members) + len(joining) >= target:
+                break
+            if p not in joining:
+                joining.append(p)
+        joining = joining[: max(0, len(ranked) - 1 - len(members))]
+    again = queries.count_human_comparisons(db, project.id, sorted(members), latest.watermark, watermark)
+    if not joining and not again:
+        return latest
+    queries.add_test_set_version(db, project.id, latest.version + 1, watermark, joining)
+    return TestSet(latest.version + 1, watermark, frozenset(members | set(joining)))
+
+
+def test_set_groups(db: Session, project_id: int, test: TestSet) -> list[dict[str, Any]]:
+    """The ranking groups of test-set version `test`: the human and imported rankings of its prompts, from
+    comparisons up to its watermark (plain dicts, app.registry.datasets)."""
+    if not test.prompt_ids:
+        return []
+    snapshot = load_snapshot(db, project_id, test.watermark, "exclude", test_set_version=test.version)
+    return snapshot.groups
+
+
+def test_score(test: TestSet, measured: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The compact record of a model measured on test-set version `test` (pairwise metrics of
+    worker.training.reward.eval): accuracy with its interval, calibration (ECE, mean probability), pairs."""
+    if not measured or not test.version:
+        return None
+    calibration = measured.get("calibration") or {}
+    return {"test_set_version": test.version, "accuracy": measured.get("accuracy"),
+            "accuracy_ci95": measured.get("accuracy_ci95"), "ece": calibration.get("ece"),
+            "mean_probability": calibration.get("mean_probability"), "n_pairs": int(measured.get("n_pairs") or 0),
+            "n_prompts": int(measured.get("n_prompts") or 0)}
+
+
+def record_test_score(db: Session, version: ModelVersion, test: TestSet, measured: Mapping[str, Any]) -> None:
+    """Add to an older version's metrics what it scored on test-set version `test` (`test_sets`), so it
+    compares like for like with the versions trained since."""
+    score = test_score(test, measured)
+    if score is None:
+        return
+    metrics = dict(version.metrics or {})
+    metrics["test_sets"] = {**(metrics.get("test_sets") or {}), str(test.version): score}
+    version.metrics = json_safe(metrics)
+    db.flush()
+
+
+def latest_test_score(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A version's score on the newest test-set version it was measured on (None when never)."""
+    scores = (metrics or {}).get("test_sets") or {}
+    if not isinstance(scores, dict) or not scores:
+        return None
+    newest = max(scores, key=lambda v: int(v))
+    score = scores[newest]
+    return score if isinstance(score, dict) else None

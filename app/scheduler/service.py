@@ -7,7 +7,8 @@ every task is ranked and people still owe rankings, it samples another round of 
 provisional policy beside its incumbent. `tick` runs inside the worker loop (a few cheap counts per
 project), so no extra process is needed; it also lets people's rankings confirm or roll back a
 provisional policy. Before the first round, when the project has `training.sft_min_demonstrations`
-demonstrations and no trained policy, the round starts with `train_sft` (stage one: the SFT version).
+demonstrations and no trained policy, the round starts with `train_sft` (stage one: the SFT version);
+demonstrations imported before anyone ranked start it at once, without waiting for a round.
 What follows each job (SFT → RM → policy → sampling → scoring) is app.loop.chain.
 """
 
@@ -210,6 +211,12 @@ def tick(db: Session, now: datetime | None = None) -> list[Job]:
         if starts and loop_service.sft_due(db, project):
             # Stage one first: the round this tick would start follows the SFT version (app.loop.chain).
             created.append(_train_sft(db, project, "scheduler", chain=True))
+        elif watermark == 0 and new == 0 and loop_service.sft_due(db, project) \
+                and loop_queries.last_round_started_at(db, project.id, ("train_sft",)) is None:
+            # Demonstrations came (imported) before any ranking: stage one needs no rankings, so the SFT
+            # version is trained at once (the demo's first start shows it); rounds follow as people rank.
+            # Only once: a failed SFT run waits for a round or a retry by hand instead of looping.
+            created.append(_train_sft(db, project, "scheduler", chain=False))
         elif new >= schedule.retrain_every or (due and new > 0):
             job, was_created = queue.enqueue(db, "train_reward_model", project.id, {
                 "chain": True, "requested_by": "scheduler" if new >= schedule.retrain_every else "interval"})

@@ -1,21 +1,25 @@
-"""Error responses: JSON for the API, a page for browsers, 503 + Retry-After while the database is down."""
+"""Error responses: JSON for the API, a page for browsers, 503 + Retry-After while the database is down,
+500 with a request id (logged with the traceback) for every fault."""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+import uuid
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from app.auth.deps import LoginRequired
 from app.errors import DomainError
+from app.web.db_errors import is_transient
 from app.web.templating import is_htmx_fragment_request, render
 
 log = logging.getLogger("prefloop.errors")
@@ -41,6 +45,26 @@ class _ThrottledWarning:
 
 
 _outage_log = _ThrottledWarning()
+# A request id a proxy already assigned is reused when it is a plain token; anything else gets a fresh one.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id(request: Request) -> str:
+    """The id that ties a 500 answer to its logged traceback: the caller's X-Request-ID, else a new one."""
+    bound = getattr(request.state, "request_id", None)  # app.logs.RequestIdMiddleware: the id its log lines carry
+    if bound:
+        return str(bound)
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+
+
+def _fault(request: Request, what: str, exc: BaseException) -> Response:
+    """Log the exception and its traceback with a request id; answer 500 naming that id (never the traceback)."""
+    rid = request_id(request)
+    log.error("%s on %s %s (request id %s)", what, request.method, request.url.path, rid, exc_info=exc,
+              extra={"request_id": rid})
+    return error_response(request, 500, f"Internal error; it has been logged (request id {rid}).",
+                          headers={"X-Request-ID": rid})
 
 
 def _wants_json(request: Request) -> bool:
@@ -94,21 +118,19 @@ def install_error_handlers(app: FastAPI) -> None:
         text = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in errors)
         return error_response(request, 422, f"Invalid input — {text}", title="Invalid input", errors=errors)
 
-    @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
-    async def _database_down(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
-            log.exception("database error")
-            return error_response(request, 500, "Internal error; it has been logged.")
-        _outage_log.warn(type(exc).__name__)
+    async def _database_error(request: Request, exc: DBAPIError) -> Response:
+        # Only an unreachable or busy database is an outage; a statement it refuses is a fault (app.web.db_errors).
+        if not is_transient(exc):
+            return _fault(request, "database error", exc)
+        _outage_log.warn(type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
         return error_response(
             request, 503, "The database is unavailable; retry shortly.", headers={"Retry-After": "2"}
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, "Internal error; it has been logged.")
+        return _fault(request, "unhandled error", exc)
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {

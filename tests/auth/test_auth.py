@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.settings import Settings, SettingsError
+from tests.conftest import TEST_SECRET
 from tests.factories import PASSWORD, api_token, csrf_from, login, make_user
 
 
@@ -117,10 +118,10 @@ def test_security_headers_and_cookie_flags(client: TestClient, db: Session) -> N
 
 
 def test_no_unsafe_secret_outside_dev(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    for secret in ("", "changeme", "short"):
+    for secret in ("", "changeme", "short", "a" * 40):
         with pytest.raises(SettingsError):
             Settings(env="prod", secret_key=secret, data_dir=tmp_path).validate_for_serving()
-    Settings(env="prod", secret_key="a" * 40, data_dir=tmp_path).validate_for_serving()
+    Settings(env="prod", secret_key=TEST_SECRET, data_dir=tmp_path).validate_for_serving()
 
 
 def test_open_redirect_refused(client: TestClient, db: Session) -> None:

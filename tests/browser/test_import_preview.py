@@ -1,5 +1,6 @@
 """In Chromium: choosing the shared TL;DR CSV shows its first rows and the guessed mapping (context, sample,
-model_type); importing with it brings in all 100 prompts and their 1,200 completions (issue 14, point 2)."""
+model_type); importing with it shows the import's progress, then brings in all 100 prompts and their 1,200
+completions (issue 14, point 2)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,13 @@ def test_upload_maps_the_tldr_columns_in_the_preview(page: Page, live_server: st
     assert page.locator('select[name="model_column"]').input_value() == "model_type"
     assert page.locator(".preview-rows tbody tr").count() == 5
     page.get_by_role("button", name="Import").click()
+    # The upload answers at once with a progress fragment that polls itself, then swaps in the report.
+    progress = page.locator("#import-progress")
+    progress.wait_for()
+    assert "tldr_samples.csv" in progress.inner_text()
     report = page.locator("#import-report")
     report.wait_for()
     text = report.inner_text()
     assert "100 prompt(s) added" in text and "1200 completion(s)" in text, text
+    assert page.locator("#import-progress").count() == 0
     assert console_errors == []

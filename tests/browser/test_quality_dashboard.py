@@ -35,7 +35,7 @@ def test_dashboard_renders_real_data_without_console_errors(
     expect(page.locator("h1")).to_contain_text("Quality")
     assert page.locator("svg.plot").count() == 3
     expect(page.locator("#leaderboard svg circle")).to_have_count(3)  # m0, m1, m2 with whiskers
-    expect(page.locator("#reward-models svg rect")).to_have_count(1)
+    expect(page.locator("#reward-models svg rect:has(title)")).to_have_count(1)  # one bar (the legend has none)
     expect(page.locator("table.annotators tbody tr")).to_have_count(3)
     expect(page.locator("table.annotators")).to_contain_text("Annotator 0 <b>x</b>")  # escaped, shown as text
     expect(page.locator(".consensus-item")).to_have_count(10)

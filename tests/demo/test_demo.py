@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import service as auth
 from app.demo.seed import ANNOTATOR_EMAIL, PROJECT_NAME, seed_demo
-from app.models import Completion, ImportRecord, Project, Prompt, User
+from app.models import Completion, Demonstration, ImportRecord, Project, Prompt, User
 from tests.factories import make_user
 
 
@@ -21,6 +21,9 @@ def test_demo_seed_is_idempotent(db: Session) -> None:
     # 20 prompts ship with 5 candidates to rank; 10 wait for the policy to sample their candidates.
     assert db.scalar(select(func.count()).where(Prompt.project_id == project.id)) == 30
     assert db.scalar(select(func.count()).select_from(Completion)) == 100
+    # 8 prompts carry a demonstration: the SFT stage trains on them at the first start (docs/worker.md).
+    assert first.import_counts is not None and first.import_counts["demonstrations_added"] == 8
+    assert db.scalar(select(func.count()).select_from(Demonstration)) == 8
     assert db.scalar(select(func.count()).where(ImportRecord.status == "succeeded")) == 1
     login = auth.login(db, first.admin["email"], first.admin["password"], session_hours=1, max_failures=5,
                        lockout_minutes=1)
@@ -31,6 +34,7 @@ def test_demo_seed_is_idempotent(db: Session) -> None:
     assert second.admin is None and second.annotator is None
     assert second.import_counts is not None and second.import_counts["prompts_added"] == 0
     assert db.scalar(select(func.count()).select_from(Prompt)) == 30
+    assert db.scalar(select(func.count()).select_from(Demonstration)) == 8
     assert db.scalar(select(func.count()).select_from(User)) == 2
 
 

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.demonstrations import service as demonstrations
 from app.exports.schemas import FORMATS, KINDS, ExportFilters, ExportOptions
 from app.exports.service import export_to_file, export_to_sink, write_bundle
 from app.imports.schemas import ImportOptions
@@ -64,6 +65,7 @@ def _human_ranking(db: Session, project: Project, annotator: User, version: Mode
                       wall_seconds=12.5)
     db.add(ranking)
     db.flush()
+    demonstrations.sync_ranking(db, ranking)  # as a submission does: the demonstration becomes a row
     for winner, loser, tie in ((ids[0], ids[1], False), (ids[0], ids[2], False), (ids[1], ids[2], True)):
         db.add(Comparison(project_id=project.id, prompt_id=prompt.id, ranking_id=ranking.id, winner_id=winner,
                           loser_id=loser, winner_rank=int(ranks[str(winner)]), loser_rank=int(ranks[str(loser)]),

@@ -33,7 +33,7 @@ def test_enqueue_twice_returns_the_active_job(db: Session, dialect: str) -> None
     other, created_other = queue.enqueue(db, "train_policy", project.id)
     assert created_other and other.id != first.id
     assert db.scalar(select(Job.payload).where(Job.id == first.id)) == {"watermark": None, "chain": True,
-                                                                           "requested_by": ""}
+                                                                           "requested_by": "", "test_set_version": None}
     job = queue.claim(db, "w1", kinds=["train_reward_model"])
     assert job is not None and job.id == first.id
     assert queue.finish(db, job.id, "w1", {"ok": 1})

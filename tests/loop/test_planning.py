@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.loop.planning import LEAST_RECENT, NEVER_RANKED, UNCERTAIN, PromptState, choose_prompts, policy_mix
+from app.loop.planning import (
+    DISPUTED,
+    LEAST_RECENT,
+    NEVER_RANKED,
+    UNCERTAIN,
+    PromptState,
+    choose_prompts,
+    policy_mix,
+)
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -43,6 +51,42 @@ def test_uncertain_share_caps_the_uncertain_tier() -> None:
     ]
 
 
+def test_test_set_prompts_are_never_chosen() -> None:
+    """Held-out prompts (the reward model's fixed test set) stay out of every tier, even a short round."""
+    states = [
+        PromptState(1, ranked=False, pending=False, held_out=True),  # cannot happen (joins once ranked), still out
+        PromptState(2, ranked=True, pending=False, uncertainty=0.9, disagreement=1.0, held_out=True,
+                    last_sampled_at=T0 - timedelta(days=30)),
+        _ranked(3, hours_ago=1, uncertainty=0.1),
+    ]
+    assert [c.prompt_id for c in choose_prompts(states, 5)] == [3]
+    assert choose_prompts(states[:2], 5) == []
+
+
+def test_disputed_prompts_come_after_the_uncertain_ones_and_before_the_least_recent() -> None:
+    def ranked(pid: int, hours_ago: float, uncertainty: float | None = None,
+               disagreement: float | None = None) -> PromptState:
+        return PromptState(pid, ranked=True, pending=False, last_sampled_at=T0 - timedelta(hours=hours_ago),
+                           uncertainty=uncertainty, disagreement=disagreement)
+
+    states = [
+        ranked(1, hours_ago=50),
+        ranked(2, hours_ago=1, disagreement=0.2),
+        ranked(3, hours_ago=2, disagreement=0.7),
+        ranked(4, hours_ago=3, uncertainty=0.5, disagreement=0.9),  # uncertain first: taken once
+        ranked(5, hours_ago=4, disagreement=0.0),  # everyone agreed: not disputed
+        ranked(6, hours_ago=5, disagreement=0.4),
+    ]
+    chosen = choose_prompts(states, 5, uncertain_share=0.2, disagreement_share=0.4)
+    assert [(c.prompt_id, c.reason) for c in chosen] == [
+        (4, UNCERTAIN),
+        (3, DISPUTED), (6, DISPUTED),  # at most ceil(0.4 * 5) = 2, most disputed first
+        (1, LEAST_RECENT), (5, LEAST_RECENT),
+    ]
+    no_tier = choose_prompts(states, 5, uncertain_share=0.2, disagreement_share=0.0)
+    assert DISPUTED not in {c.reason for c in no_tier}
+
+
 def test_a_fixed_pool_keeps_turning_and_resample_off_stops_it() -> None:
     states = [_ranked(i, hours_ago=10 - i) for i in range(1, 5)]
     assert [c.prompt_id for c in choose_prompts(states, 2)] == [1, 2]  # the least recently sampled
@@ -64,3 +108,17 @@ def test_policy_mix_pools_roles_of_one_version() -> None:
     assert policy_mix(4, candidate=10, active=10, sft=30) == [(10, 3), (30, 1)]  # candidate promoted
     assert policy_mix(4, candidate=1, active=1, sft=1) == [(1, 4)]  # round 1: all from the SFT model
     assert policy_mix(4, candidate=10, active=20, sft=30, from_active=0, from_sft=0) == [(10, 4)]
+
+
+def test_the_uncertain_tier_reads_an_ensembles_disagreement_when_it_scored_every_candidate() -> None:
+    from app.loop.queries import PromptRow
+    from app.loop.service import _uncertainty
+    from app.quality.active import ensemble_disagreement, margin_uncertainty
+
+    scores = [0.0, -4.0, -8.0]  # clear-cut by the mean
+    disputed = [[0.0, 0.0, 0.0], [-4.0, 4.0, -4.0], [-8.0, 8.0, -8.0]]  # one member sure of the opposite
+    row = PromptRow(1, 0.0, True, False, 0, None, {7: scores}, {7: disputed})
+    expected = ensemble_disagreement([list(m) for m in zip(*disputed, strict=True)])
+    assert _uncertainty(row, 7) == pytest.approx(expected) and expected > margin_uncertainty(scores)
+    partly = PromptRow(1, 0.0, True, False, 0, None, {7: scores}, {7: [disputed[0], None, disputed[2]]})
+    assert _uncertainty(partly, 7) == pytest.approx(margin_uncertainty(scores))  # not every candidate: the margin

@@ -220,7 +220,7 @@ def test_api_page_and_cli_show_promotion_state(db: Session, client: TestClient, 
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
-    rows = {r["name"]: r for r in json.loads(result.output)}
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert set(rows) == {"policy-v0", "policy-v1", "policy-v2", "policy-v3"}
     row = rows["policy-v2"]
     assert (row["kind"], row["parent"], row["reference_version_id"], row["promotion_state"]) == (
@@ -228,7 +228,7 @@ def test_api_page_and_cli_show_promotion_state(db: Session, client: TestClient, 
     assert "awaits 6 human rankings" in row["promotion_reason"] and row["comparisons"] == 0
     assert "rollout_prompts" in row and "metrics" not in row
     assert configured.exit_code == 0, configured.output
-    saved = json.loads(configured.output)["settings"]
+    saved = json.loads(configured.stdout)["settings"]
     assert (saved["schedule"]["interval_minutes"], saved["training"]["confirm_rankings"]) == (15, 8)
 
 

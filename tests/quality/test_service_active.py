@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -187,3 +188,32 @@ def test_chat_ranker_builds_the_request_and_reads_the_reply() -> None:
 
     bad = ChatRanker("http://judge.invalid/v1", "judge-1", client=httpx.Client(transport=httpx.MockTransport(broken)))
     assert bad(view) is None
+
+
+def test_an_ensemble_orders_by_its_disagreement_and_keeps_member_rewards(db: Session) -> None:
+    project = seeded_project(db, prompts=3, k=3, n=1, quality={"active_selection": True})
+    rm = _active_rm(db, project)
+    scores = _scores(db, project, {0: 0.01, 1: 2.0, 2: 2.0})  # by the mean, prompt 0 is the uncertain one
+    prompt_ids = list(db.scalars(select(Prompt.id).where(Prompt.project_id == project.id).order_by(Prompt.id)))
+    comps = {pid: list(db.scalars(select(Completion.id).where(Completion.prompt_id == pid).order_by(Completion.id)))
+             for pid in prompt_ids}
+    members: dict[int, list[float]] = {}
+    for pid in prompt_ids:
+        for j, cid in enumerate(comps[pid]):
+            members[cid] = [-4.0 * j, -4.0 * j, -4.0 * j]  # members agree and are sure...
+    for j, cid in enumerate(comps[prompt_ids[2]]):
+        members[cid] = [-4.0 * j, 4.0 * j, -4.0 * j]  # ...except on prompt 2, where one member is sure of the opposite
+    scoring.store_rm_scores(db, project, rm.id, scores, members)
+    db.commit()
+    priority = dict(db.execute(select(Prompt.id, Prompt.priority).where(Prompt.project_id == project.id)).all())
+    assert max(priority, key=priority.__getitem__) == prompt_ids[2]
+    assert priority[prompt_ids[0]] == pytest.approx(0.0, abs=1e-6)  # confident members, no disagreement
+    meta = db.scalar(select(Completion.meta).where(Completion.id == comps[prompt_ids[2]][1]))
+    assert meta["rm_members"] == [-4.0, 4.0, -4.0] and meta["rm_score"] == pytest.approx(-2.0)
+
+    # A later single-head model's scores replace the members, and priorities go back to the margin.
+    scoring.store_rm_scores(db, project, rm.id, scores)
+    db.commit()
+    priority = dict(db.execute(select(Prompt.id, Prompt.priority).where(Prompt.project_id == project.id)).all())
+    assert max(priority, key=priority.__getitem__) == prompt_ids[0]
+    assert "rm_members" not in db.scalar(select(Completion.meta).where(Completion.id == comps[prompt_ids[2]][1]))

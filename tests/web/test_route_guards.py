@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from tests.factories import login, make_project, make_prompt, make_user
 
-PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics"),
-          ("GET", "/static-gen/highlight.css"), ("GET", "/openapi.json"), ("POST", "/logout"),
+PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/livez"), ("GET", "/readyz"),
+          ("GET", "/static-gen/highlight.css"), ("POST", "/logout"),
           # The one-time invite and reset links: whoever holds the secret in the path (a wrong one gets 404).
           ("GET", "/invite/1"), ("GET", "/reset/1")}
+# Open in dev and test (these tests), admins only in production (tests/health/test_metrics_access.py).
+OPERATIONAL = {("GET", "/metrics"), ("GET", "/openapi.json")}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -51,7 +53,7 @@ def test_signed_out_callers_get_nothing(client: TestClient, db: Session) -> None
     make_prompt(db, project)
     db.commit()
     for method, path in _routes(client):
-        if (method, path) in PUBLIC or (method == "GET" and path == "/"):
+        if (method, path) in PUBLIC | OPERATIONAL or (method == "GET" and path == "/"):
             continue
         response = client.request(method, path, follow_redirects=False)
         if path.startswith("/api/"):
@@ -73,7 +75,8 @@ def test_annotators_get_no_admin_pages(client: TestClient, db: Session) -> None:
     for method, path in _routes(client):
         if method != "GET":
             continue
-        if path.startswith(admin_prefixes) or (path.startswith("/projects/1") and path.endswith(admin_suffixes)):
+        if path.startswith(admin_prefixes) or path.startswith("/projects/1/data") or (
+                path.startswith("/projects/1") and path.endswith(admin_suffixes)):
             response = client.get(path, follow_redirects=False)
             assert response.status_code in (403, 404), f"annotator reached {path}: {response.status_code}"
 

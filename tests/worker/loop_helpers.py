@@ -130,3 +130,18 @@ def win_rate(new_policy: str | Path, old_policy: str | Path, prompts: Sequence[s
     new, old = mean_scores(new_policy), mean_scores(old_policy)
     won = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(new, old, strict=True))
     return won / max(len(prompts), 1)
+
+
+def trained_comparisons(db: Session, project_id: int, comparison_ids: Sequence[int]) -> list[int]:
+    """`comparison_ids` less those of the project's test-set prompts: what a reward model trains on (the
+    test set is held out of every training run; app.registry.service.extend_test_set)."""
+    from sqlalchemy import select
+
+    from app.models import Comparison
+    from app.registry import service as registry
+
+    held = registry.test_set_prompt_ids(db, project_id)
+    assert held, "the project has no test set"
+    prompt_of = dict(db.execute(select(Comparison.id, Comparison.prompt_id)
+                                .where(Comparison.id.in_(list(comparison_ids)))).all())
+    return sorted(c for c in comparison_ids if prompt_of[c] not in held)

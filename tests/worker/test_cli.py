@@ -58,7 +58,7 @@ def test_configure_loop_and_worker_once(db: Session, cli_env: dict[str, str], ti
 
     run = runner.invoke(cli, ["loop", "run", str(project.id), "--json"])
     assert run.exit_code == 0, run.output
-    assert json.loads(run.output)["kind"] == "sample_completions"
+    assert json.loads(run.stdout)["kind"] == "sample_completions"
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOOP_")} | cli_env | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "app.cli", "worker", "--once", "--poll-seconds", "0.1"], cwd=REPO,
@@ -70,7 +70,7 @@ def test_configure_loop_and_worker_once(db: Session, cli_env: dict[str, str], ti
     assert len(db.scalars(select(Completion).where(Completion.source == "model")).all()) == 6
     db.commit()
     status = runner.invoke(cli, ["loop", "status", str(project.id), "--json"])
-    assert status.exit_code == 0 and json.loads(status.output)["active"] == {"policy": "policy-v0", "reward": None}
+    assert status.exit_code == 0 and json.loads(status.stdout)["active"] == {"policy": "policy-v0", "reward": None}
     nothing = runner.invoke(cli, ["loop", "run", str(project.id)])
     assert nothing.exit_code != 0 and "nothing to do" in nothing.output
     hub = runner.invoke(cli, ["projects", "configure", str(project.id), "--reward-model", "org/reward-model",

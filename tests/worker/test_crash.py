@@ -21,7 +21,7 @@ from app.models import Job, JobEvent, ModelVersion
 from app.registry import service as registry
 from app.settings import Settings
 from tests.conftest import REPO, TEST_SECRET
-from tests.worker.loop_helpers import add_ranked_prompts, tiny_loop_project
+from tests.worker.loop_helpers import add_ranked_prompts, tiny_loop_project, trained_comparisons
 from worker.loop import WorkerConfig, run_worker
 from worker.training.checkpoint import verify_checkpoint
 from worker.training.reward import RewardScorer
@@ -106,7 +106,9 @@ def test_kill_during_training_resumes_same_data(db: Session, clean_engine: Engin
                                       ("queued", "running"), ("running", "succeeded")]
     assert "heartbeat stale" in trail[2][2]
     db.refresh(version)
-    assert registry.lineage(db, version.id) == comparison_ids and not set(later) & set(registry.lineage(db, version.id))
+    assert done.payload["test_set_version"] == 1  # fixed at the first attempt, like the watermark
+    trained = trained_comparisons(db, project.id, comparison_ids)
+    assert registry.lineage(db, version.id) == trained and not set(later) & set(registry.lineage(db, version.id))
     # No step done twice or skipped: exactly one loss per optimizer step of the planned run.
     assert len(version.metrics["loss_curve"]) == version.metrics["steps"]
     verify_checkpoint(version.checkpoint_path or "")
@@ -138,7 +140,7 @@ def test_sigterm_checkpoints_and_requeues(db: Session, clean_engine: Engine, set
     assert done.result is not None and done.result["resumed_from_step"] == saved_step
     db.refresh(version)
     assert len(version.metrics["loss_curve"]) == version.metrics["steps"]
-    assert registry.lineage(db, version.id) == comparison_ids
+    assert registry.lineage(db, version.id) == trained_comparisons(db, project.id, comparison_ids)
 
 
 def test_kill_during_checkpoint_write_keeps_previous(db: Session, clean_engine: Engine, settings: Settings,
@@ -172,7 +174,7 @@ def test_kill_during_checkpoint_write_keeps_previous(db: Session, clean_engine: 
     done = _job(db, job.id)
     assert done.status == "succeeded" and done.attempts == 2, done.error
     db.refresh(version)
-    assert registry.lineage(db, version.id) == sorted(previous_ids + new_ids)
+    assert registry.lineage(db, version.id) == trained_comparisons(db, project.id, previous_ids + new_ids)
     assert registry.lineage(db, previous.id) == previous_ids
     verify_checkpoint(version.checkpoint_path or "")
     assert not list(out_dir.glob(".model.tmp-*"))  # the abandoned temporary directory was cleaned up

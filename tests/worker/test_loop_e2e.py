@@ -16,7 +16,7 @@ from app.registry import service as registry
 from app.scheduler import service as scheduler
 from app.settings import Settings
 from tests.factories import api_token, make_user
-from tests.worker.loop_helpers import annotate_all, tiny_loop_project
+from tests.worker.loop_helpers import annotate_all, tiny_loop_project, trained_comparisons
 from worker.loop import WorkerConfig, run_worker
 
 
@@ -64,9 +64,13 @@ def test_closed_loop(db: Session, client: TestClient, clean_engine: Engine, sett
     rm = db.scalars(select(ModelVersion).where(ModelVersion.kind == "reward", ModelVersion.name == "reward-v1")).one()
     assert rm.status == "active", rm.status_reason
     assert rm.data_watermark == comparison_ids[-1] and rm.job_id == jobs[1].id
-    assert registry.lineage(db, rm.id) == comparison_ids
-    assert [v.id for v in registry.trained_by(db, comparison_ids[0])] == [rm.id]
-    assert "heldout" in rm.metrics and rm.metrics["comparisons"] == 18
+    # The fixed test set holds a quarter of the 6 ranked prompts out of training: rm trains on the others.
+    trained = trained_comparisons(db, project.id, comparison_ids)
+    assert registry.lineage(db, rm.id) == trained and len(trained) == 12
+    assert [v.id for v in registry.trained_by(db, trained[0])] == [rm.id]
+    assert "heldout" in rm.metrics and rm.metrics["comparisons"] == 12
+    assert rm.metrics["test_set_version"] == 1 and rm.metrics["test_pairs"] == 6
+    assert rm.metrics["test_sets"]["1"]["accuracy"] == rm.metrics["test_accuracy"] is not None
     assert Path(rm.checkpoint_path or "").is_relative_to(settings.checkpoint_dir / str(project.id) / "reward")
 
     policy = db.scalars(select(ModelVersion).where(ModelVersion.kind == "policy", ModelVersion.name == "policy-v1")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.jobs import queue
 from app.labeling.slots import ensure_slots
 from app.models import Completion, Job, ModelVersion, Prompt, Slot
-from app.quality.active import margin_uncertainty
+from app.quality.active import ensemble_disagreement, margin_uncertainty
 from app.quality.scoring import suggestion_for
 from app.settings import Settings
 from tests.factories import api_token, make_user
@@ -90,3 +90,37 @@ def test_score_prompts_with_a_trained_reward_checkpoint(db: Session, client: Tes
     task = client.get(f"/api/projects/{project.id}/tasks/next", headers=headers)
     assert task.status_code == 200, task.text
     assert task.json()["prompt"]["id"] == max(expected_priority, key=expected_priority.__getitem__)
+
+
+def test_an_ensemble_reward_model_sets_priorities_by_its_members_disagreement(
+        db: Session, clean_engine: Engine, settings: Settings, tiny_models: dict[str, Path]) -> None:
+    project = tiny_loop_project(db, tiny_models, prompts=0, rm_epochs=2, rm_ensemble_heads=3)
+    project.settings = {**project.settings, "quality": {"active_selection": True}}
+    add_ranked_prompts(db, project, 6)
+    pending: dict[int, list[Completion]] = {}
+    for i, (text, candidates) in enumerate(PENDING):
+        prompt = Prompt(project_id=project.id, external_id=f"pending-{i}", text=text, content_hash=f"e{i:063x}")
+        db.add(prompt)
+        db.flush()
+        pending[prompt.id] = [Completion(prompt_id=prompt.id, position=j, text=c) for j, c in enumerate(candidates)]
+        db.add_all(pending[prompt.id])
+    db.flush()
+    ensure_slots(db, project, list(pending))
+    train_job, _ = queue.enqueue(db, "train_reward_model", project.id)
+    db.commit()
+
+    config = WorkerConfig(worker_id="t", once=True, heartbeat_seconds=0.2, stale_seconds=30, run_scheduler=False)
+    assert run_worker(settings, config, engine=clean_engine) == 2
+    db.expire_all()
+    rm = db.scalars(select(ModelVersion).where(ModelVersion.job_id == train_job.id)).one()
+    assert rm.status == "active", rm.status_reason
+    scorer = RewardScorer(rm.checkpoint_path or "")
+    assert scorer.heads == 3
+    for prompt_id, rows in pending.items():
+        prompt = db.get(Prompt, prompt_id)
+        assert prompt is not None
+        metas = [c.meta for c in (db.get(Completion, r.id) for r in rows) if c is not None]
+        fresh = scorer.score_members([prompt.text] * len(rows), [r.text for r in rows])
+        assert [m["rm_members"] for m in metas] == [pytest.approx(f, abs=1e-4) for f in fresh]
+        by_member = [[m["rm_members"][h] for m in metas] for h in range(3)]
+        assert prompt.priority == pytest.approx(ensemble_disagreement(by_member), rel=1e-5, abs=1e-9)

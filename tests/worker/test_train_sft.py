@@ -188,7 +188,29 @@ def test_without_demonstrations_the_base_model_is_the_sft_version(
     runner = CliRunner()
     listed = runner.invoke(cli, ["models", "list", str(project.id), "--kind", "policy", "--json"])
     assert listed.exit_code == 0, listed.output
-    rows = {r["name"]: r for r in json.loads(listed.output)}
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
     assert rows["policy-v1"]["reference_version"] == "policy-v0" and rows["policy-v1"]["demonstrations"] == 0
     queued = runner.invoke(cli, ["loop", "sft", str(project.id), "--json"])
-    assert queued.exit_code == 0 and json.loads(queued.output)["kind"] == "train_sft", queued.output
+    assert queued.exit_code == 0 and json.loads(queued.stdout)["kind"] == "train_sft", queued.output
+
+
+def test_imported_demonstrations_start_stage_one_at_once_and_only_once(
+        db: Session, tiny_models: dict[str, Path]) -> None:
+    project = tiny_loop_project(db, tiny_models, prompts=4, retrain_every=18, **SFT)
+    _demonstrate(db, project, 3)
+    db.commit()
+    created = scheduler.tick(db)
+    db.commit()
+    # No ranking yet and none needed: the SFT version is trained now, without starting a round after it.
+    assert [(j.kind, j.project_id, j.payload.get("chain")) for j in created] == [("train_sft", project.id, False)]
+    assert scheduler.tick(db) == []  # the loop is busy with it
+    created[0].status = "failed"
+    db.commit()
+    assert scheduler.tick(db) == []  # a failed run is not restarted by every tick
+
+    # Once people have ranked, stage one waits for the round it precedes (18 comparisons here).
+    ranked = tiny_loop_project(db, tiny_models, prompts=0, retrain_every=18, **SFT)
+    _demonstrate(db, ranked, 2)
+    add_ranked_prompts(db, ranked, 2)
+    db.commit()
+    assert [j for j in scheduler.tick(db) if j.project_id == ranked.id] == []

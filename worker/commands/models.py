@@ -1,5 +1,5 @@
 """`prefloop models …`: list a project's model versions (`list`), create local models (the tiny CPU models
-used by CI, the demo and benchmarks)."""
+used by CI, the demo and benchmarks), serve policy versions over the OpenAI completions protocol (`serve`)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Every version, newest first: kind, status, parent, reference, lineage counts and promotion state with
-    its reason (the fields of GET /api/projects/{id}/models but metrics and training_config)."""
-    from app.cli import cli_session, emit, fail
+    its reason, reward models' test-set version and accuracy on it (the fields of GET
+    /api/projects/{id}/models but metrics and training_config)."""
+    from app.console import cli_session, emit, fail
     from app.loop import service as loop
     from app.projects import service as projects
     from app.registry import service as registry
@@ -44,7 +45,10 @@ def list_command(
              f"reference={r['reference_version'] or '-'}\tcomparisons={r['comparisons']}\t"
              f"rollout_prompts={r['rollout_prompts']}\tdemonstrations={r['demonstrations']}\t"
              f"promotion={r['promotion_state'] or '-'}"
-             + (f" ({r['promotion_reason']})" if r["promotion_reason"] else "") for r in rows]
+             + (f" ({r['promotion_reason']})" if r["promotion_reason"] else "")
+             + (f"\ttest_set=v{r['test_set_version']}\ttest_accuracy={r['test_accuracy']:.3f}"
+                if r["test_set_version"] is not None and r["test_accuracy"] is not None else "")
+             for r in rows]
     emit(rows, as_json, "\n".join(lines) or "no model versions")
 
 
@@ -103,3 +107,68 @@ def init_tiny_command(
         raise typer.BadParameter(f"{texts_file} contains no texts")
     paths = init_tiny(directory, texts, seed=seed, vocab_size=vocab_size)
     typer.echo(json.dumps({name: str(p) for name, p in paths.items()}))
+
+
+def _resolve_versions(refs: list[str], project: str | None) -> list[tuple[str, str]]:
+    """(name, checkpoint path) of each policy version named by id, or by name within --project."""
+    from app.console import cli_session, fail
+    from app.projects import service as projects
+    from app.registry import service as registry
+
+    found: list[tuple[str, str]] = []
+    with cli_session() as db:
+        named: dict[str, Any] = {}
+        row = None
+        if project is not None:
+            try:
+                row = projects.get_by_ref(db, project)
+            except projects.ProjectNotFound as exc:
+                fail(str(exc))
+            named = {v.name: v for v in registry.list_versions(db, row.id, "policy")}
+        for ref in refs:
+            version = named.get(ref)
+            if version is None and ref.isdigit():
+                try:
+                    version = registry.get(db, int(ref), row.id if row is not None else None)
+                except registry.VersionNotFound as exc:
+                    fail(str(exc))
+            if version is None:
+                fail(f"no policy version {ref!r}" + (f" in project {project}" if project else
+                                                      " (give a version id, or --project to name it)"))
+            if version.kind != "policy" or not version.checkpoint_path:
+                fail(f"version {ref!r} is not a policy with a checkpoint (kind {version.kind})")
+            found.append((version.name, str(version.checkpoint_path)))
+    return found
+
+
+@cli.command("serve")
+def serve_command(
+    versions: Annotated[list[str], typer.Argument(help="Policy version ids, or names with --project.")],
+    project: Annotated[str | None, typer.Option(help="Project id or name the version names belong to.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Serve policy versions over the OpenAI completions protocol (POST /v1/completions, GET /v1/models),
+    each under its version name, with the in-process sampler (docs/sampling.md)."""
+    import time
+
+    import uvicorn
+    from transformers.utils import logging as hf_logging
+
+    from app.console import fail
+    from worker.context import JobFailure
+    from worker.handlers.common import verified
+    from worker.serving import ServedModel, create_server
+    from worker.training.sampling import load_policy
+
+    hf_logging.disable_progress_bar()
+    served = []
+    for name, path in _resolve_versions(versions, project):
+        try:
+            model, tokenizer = load_policy(verified(path), device=device)
+        except (JobFailure, OSError, ValueError) as exc:
+            fail(f"cannot load {name} from {path}: {exc}")
+        served.append(ServedModel(name, model, tokenizer, int(time.time())))
+    typer.echo(f"serving {', '.join(m.name for m in served)} on http://{host}:{port}/v1", err=True)
+    uvicorn.run(create_server(served), host=host, port=port, log_level="info")

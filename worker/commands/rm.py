@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:  # annotation only: the commands import the training package when they run
+    from worker.training.groups import RankingGroup
 
 cli = typer.Typer(help="Reward model: train on rankings, evaluate on pairs, score completions.", no_args_is_help=True)
 
@@ -24,7 +27,7 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _load(file: Path):  # type: ignore[no-untyped-def]
+def _load(file: Path) -> list[RankingGroup]:
     from worker.training.groups import DataError, load_groups
 
     try:
@@ -52,6 +55,9 @@ def train_command(
     max_steps: Annotated[int, typer.Option(help="Hard cap on optimizer steps (0: none).")] = 0,
     pooling: Annotated[str, typer.Option(
         help="Where the reward is read: auto, last (decoders), mean (encoders), cls, head (model's own).")] = "auto",
+    ensemble_heads: Annotated[int, typer.Option(
+        help="Reward heads on one backbone, each fit on its own bootstrap of the rankings; their disagreement "
+             "is the uncertainty active selection uses (1: a single reward model).")] = 1,
     val_fraction: Annotated[float, typer.Option(
         help="Training prompts kept aside for model selection and early stopping.")] = 0.1,
     eval_every: Annotated[int, typer.Option(help="Steps between validation passes (0: ~20 per run).")] = 0,
@@ -87,7 +93,7 @@ def train_command(
             max_length=max_length, center_coef=center_coef, rank_gap_weighting=rank_gap_weighting,
             gradient_checkpointing=gradient_checkpointing, checkpoint_every=checkpoint_every, seed=seed,
             share_prefix=share_prefix, warmup_steps=warmup_steps, min_steps=min_steps, max_epochs=max_epochs,
-            max_steps=max_steps, pooling=pooling, val_fraction=val_fraction, eval_every=eval_every,
+            max_steps=max_steps, pooling=pooling, ensemble_heads=ensemble_heads, val_fraction=val_fraction, eval_every=eval_every,
             patience=patience, select_on=select_on, heldout_fraction=heldout_fraction, extra={"data_file": str(file)},
         )
     except ConfigError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from typing import Annotated
@@ -25,6 +24,7 @@ def cli(
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Do not enqueue scheduled loop jobs.")] = False,
 ) -> None:
     """Run the worker: claim jobs, train and sample, heartbeat; SIGTERM checkpoints and exits cleanly."""
+    from app.logs import configure_logging, resolve_format
     from app.settings import get_settings
     from worker import lifeline
     from worker.loop import WorkerConfig, run_worker
@@ -35,7 +35,7 @@ def cli(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, resolve_format(settings.log_format, settings.is_dev))
     try:
         config = WorkerConfig(worker_id=worker_id, poll_seconds=poll_seconds, heartbeat_seconds=heartbeat_seconds,
                               stale_seconds=stale_seconds, once=once, kinds=tuple(kind) if kind else None,

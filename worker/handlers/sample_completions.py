@@ -4,7 +4,8 @@ policies side by side (the new candidate, the active policy, the SFT version; ap
 open the new round's slots. Older completions and their rankings stay.
 
 Prompts are sampled in small batches (each prompt encoded once and its KV cache shared by its samples,
-see worker.training.sampling); `should_stop` is checked between batches. Each sample's randomness is
+see worker.training.sampling), in process or by an OpenAI-compatible server (`sampling.backend`,
+worker.handlers.sampling_backend); `should_stop` is checked between batches. Each sample's randomness is
 keyed by its prompt and round, so a retry samples identically and a new round samples afresh.
 Everything is written in one transaction at the end, so a crash writes nothing.
 """
@@ -19,9 +20,10 @@ from app.jobs.schemas import SampleCompletionsPayload
 from app.loop import service as loop
 from app.projects.service import settings_of
 from worker.context import JobContext, JobFailure, JobStopped
-from worker.handlers.common import load_project, verified
+from worker.handlers import sampling_backend as backend
+from worker.handlers.common import load_project
 
-BATCH_PROMPTS = 8
+BATCH_PROMPTS = backend.BATCH_PROMPTS
 
 
 def storable(text: str) -> str:
@@ -51,33 +53,32 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if not planned:
         return {"prompts": 0, "completions": 0, "prompt_ids": [], "resampled_prompts": 0, "versions": versions}
 
-    from worker.training.sampling import load_policy, sample_completions
-
     sampling = settings.sampling
+    client = backend.open_client(sampling, draws) if sampling.backend == "openai" else None
     samples: dict[int, list[tuple[loop.PolicyDraw, str]]] = {p.prompt_id: [] for p in planned}
     total = len(draws) * len(planned)
     done = 0
-    for draw in draws:
-        ctx.progress(0.02 + 0.9 * done / total, f"loading {draw.name}")
-        model, tokenizer = load_policy(verified(draw.checkpoint_path))
-        for start in range(0, len(planned), BATCH_PROMPTS):
-            if ctx.should_stop():
-                raise JobStopped()
-            batch = planned[start : start + BATCH_PROMPTS]
-            outs = sample_completions(
-                model, tokenizer, [p.prompt for p in batch], draw.count, temperature=sampling.temperature,
-                top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens, seed=sampling.seed,
-                batch_size=BATCH_PROMPTS, prompt_keys=[sample_key(p.prompt_id, p.round) for p in batch],
-            )
-            for plan, texts in zip(batch, outs, strict=True):
-                samples[plan.prompt_id] += [(draw, storable(text)) for text in texts]
-            done += len(batch)
-            ctx.progress(0.02 + 0.9 * done / total, f"{draw.name}: sampled {done}/{total} prompt draws")
-        del model
+    try:
+        for draw in draws:
+            ctx.progress(0.02 + 0.9 * done / total, f"loading {draw.name}")
+            sample = backend.in_process(draw, sampling) if client is None else backend.remote(client, draw, sampling)
+            for start in range(0, len(planned), BATCH_PROMPTS):
+                if ctx.should_stop():
+                    raise JobStopped()
+                batch = planned[start : start + BATCH_PROMPTS]
+                outs = sample([p.prompt for p in batch], draw.count, [sample_key(p.prompt_id, p.round) for p in batch])
+                for plan, texts in zip(batch, outs, strict=True):
+                    samples[plan.prompt_id] += [(draw, storable(text)) for text in texts]
+                done += len(batch)
+                ctx.progress(0.02 + 0.9 * done / total, f"{draw.name}: sampled {done}/{total} prompt draws")
+            del sample
+    finally:
+        if client is not None:
+            client.close()
     # Positions do not group the versions (the ranking page shuffles anyway, but exports read positions).
     shuffle = random.Random(f"{sampling.seed}:{ctx.job_id}")
-    for texts in samples.values():
-        shuffle.shuffle(texts)
+    for drawn in samples.values():
+        shuffle.shuffle(drawn)
 
     with unit_of_work(ctx.session_factory) as db:
         project = load_project(db, ctx)

@@ -3,7 +3,7 @@
 The scores go to completions.meta["rm_score"] (the ranking page's optional "RM suggests" hint and the AI
 annotator read them) and, with `quality.active_selection` on, each prompt's uncertainty goes into
 prompts.priority / slots.priority so the claim hands out the most uncertain prompts first
-(app.quality.scoring). Enqueued after a reward model is promoted. Scoring reads nothing it writes, so a
+(app.quality.scoring): an ensemble reward model's disagreement, else one model's margin uncertainty. Enqueued after a reward model is promoted. Scoring reads nothing it writes, so a
 retry simply scores again; everything is stored in one transaction at the end.
 """
 
@@ -40,6 +40,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.02, f"loading {rm_name}")
     scorer = RewardScorer(verified(rm_path))
     scores: dict[int, float] = {}
+    members: dict[int, list[float]] = {}  # an ensemble's per-member rewards, for its disagreement
     for start in range(0, len(todo), BATCH_PROMPTS):
         if ctx.should_stop():
             raise JobStopped()
@@ -48,10 +49,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
         ids = [cid for p in batch for cid, _ in p.completions]
         texts = [text for p in batch for _, text in p.completions]
         scores.update(zip(ids, scorer.score(prompts, texts), strict=True))
+        if scorer.heads > 1:
+            members.update(zip(ids, scorer.score_members(prompts, texts), strict=True))
         done = min(start + BATCH_PROMPTS, len(todo))
         ctx.progress(0.05 + 0.9 * done / len(todo), f"scored {done}/{len(todo)} prompts")
 
     with unit_of_work(ctx.session_factory) as db:
         project = load_project(db, ctx)
-        result = scoring.store_rm_scores(db, project, rm_id, scores)
+        result = scoring.store_rm_scores(db, project, rm_id, scores, members)
     return {"version_id": rm_id, **result.to_dict()}

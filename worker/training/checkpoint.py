@@ -230,7 +230,9 @@ class TrainingState:
 
 def capture_rng_state() -> dict[str, Any]:
     """Snapshot python, numpy and torch (CPU and CUDA) random generators as torch-serialisable values."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    # The global generator is MT19937, whose legacy state is the 5-tuple (a dict only for other generators).
+    assert isinstance(np_state, tuple)
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

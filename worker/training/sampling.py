@@ -20,6 +20,7 @@ from tokenizers import decoders
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache
 
+from worker.training.devices import to_device
 from worker.training.kv_cache import model_cache_kwarg
 from worker.training.streams import draw, stream_ids, uniforms
 
@@ -456,6 +457,7 @@ def load_policy(
     tokenizer: Any = AutoTokenizer.from_pretrained(str(path_or_hub_id))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(path_or_hub_id), dtype=torch_dtype).to(dev)
+    loaded = AutoModelForCausalLM.from_pretrained(str(path_or_hub_id), dtype=torch_dtype)
+    model: PreTrainedModel = to_device(loaded, dev)
     model.eval()
     return model, tokenizer

@@ -97,12 +97,14 @@ def _tiny_config(tokenizer: PreTrainedTokenizerFast, **extra: Any) -> LlamaConfi
     return LlamaConfig(**{**fields, **extra})
 
 
-def init_tiny_policy(out_dir: str | Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Path:
-    """Create a random tiny LlamaForCausalLM in `out_dir` (weights, config, tokenizer, generation config)."""
+def init_tiny_policy(out_dir: str | Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0,
+                     **config: Any) -> Path:
+    """Create a random tiny LlamaForCausalLM in `out_dir` (weights, config, tokenizer, generation config);
+    `config` overrides fields of the tiny Llama config (e.g. the 0.5B shape of bench/gpu.py)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(_tiny_config(tokenizer))
+    model = LlamaForCausalLM(_tiny_config(tokenizer, **config))
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -2,9 +2,9 @@
 
 - `{"prompt": "…", "completion": "…"}`, or conversational (TRL): `prompt` a message list and `completion` a
   list of assistant messages (their contents joined by blank lines);
-- the `sft` export (`prompt_id`, `prompt`, `completion`, `ranking_id`, `annotator_id`, `created_at`), JSONL,
-  JSON or CSV (whose cells hold conversational values as JSON text). The source project's ids and times are
-  not imported.
+- the `sft` export (`prompt_id`, `prompt`, `completion`, `ranking_id`, `annotator_id`, `created_at`,
+  `demonstration_id`, `source`, `labeler`), JSONL, JSON or CSV (whose cells hold conversational values as JSON
+  text). The source project's ids, times and provenance are not imported.
 The completion becomes a demonstration of the prompt (canonical key `demonstrations`), never a candidate to
 rank. Rows of one prompt (several annotators) merge into one prompt with several demonstrations.
 """
@@ -19,7 +19,7 @@ from app.imports.dialects.common import Translation, keep, record
 from app.imports.schemas import RawRecord
 
 DIALECT = "sft"
-_SOURCE_COLUMNS = ("prompt_id", "ranking_id", "annotator_id", "created_at")
+_SOURCE_COLUMNS = ("prompt_id", "ranking_id", "annotator_id", "created_at", "demonstration_id", "source", "labeler")
 _CANONICAL = {"id", "prompt", "messages", "system", "metadata", "completions", "rankings"}
 
 

@@ -47,7 +47,7 @@ class PPO(PolicyGradientBase):
     def values(self, exp: Experience, rows: torch.Tensor) -> torch.Tensor:
         """Value estimates V(s_t) for the response tokens of `rows` (state = everything before token t)."""
         assert self.rt.value is not None
-        v = self.rt.value(exp.input_ids[rows], exp.attention_mask[rows])
+        v: torch.Tensor = self.rt.value(exp.input_ids[rows], exp.attention_mask[rows])
         return v[:, -exp.width - 1 : -1] * exp.mask[rows]
 
     def extra_loss(
@@ -87,7 +87,8 @@ class PPO(PolicyGradientBase):
         out = rt.policy(
             input_ids=ids.to(rt.device), attention_mask=attn.to(rt.device), labels=labels.to(rt.device)
         )
-        return out.loss
+        loss: torch.Tensor = out.loss
+        return loss
 
     def step(self, step: int) -> dict[str, float]:
         """Sample, score, GAE, then the clipped PPO update; return the step's metrics."""

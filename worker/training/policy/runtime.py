@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.distributed as dist
@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from worker.training.activation_checkpointing import enable_activation_checkpointing
+from worker.training.devices import frozen, to_device
 from worker.training.policy.common import (
     all_reduce_sum,
     dist_active,
@@ -100,7 +101,8 @@ class ValueModel(nn.Module):
             position_ids=position_ids_from_mask(attention_mask),
             use_cache=False,
         )
-        return self.head(out.last_hidden_state).squeeze(-1).float()
+        values: torch.Tensor = self.head(out.last_hidden_state).squeeze(-1).float()
+        return values
 
 
 def build_value_model(
@@ -142,7 +144,8 @@ def apply_lora(model: PreTrainedModel, config: PolicyTrainConfig) -> PreTrainedM
         target_modules=config.lora_target_modules or "all-linear",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)  # type: ignore[no-any-return]
+    # A PeftModel forwards every attribute it lacks to the wrapped model, so callers keep using it as one.
+    return cast(PreTrainedModel, get_peft_model(model, lora))
 
 
 LORA_WEIGHTS_FILE = "adapter_model.safetensors"  # what PeftModel.save_pretrained writes (adapters only)
@@ -160,14 +163,16 @@ def load_lora_state(policy: PreTrainedModel, state_dir: str | Path) -> None:
     if not path.is_file():
         raise ValueError(f"{state_dir} holds no LoRA adapters ({LORA_WEIGHTS_FILE})")
     try:
-        result = set_peft_model_state_dict(policy, load_file(str(path)))
+        # peft annotates the result as a bare `namedtuple`; it is torch's (missing_keys, unexpected_keys).
+        result = cast(tuple[list[str], list[str]], set_peft_model_state_dict(policy, load_file(str(path))))
     except RuntimeError as exc:  # shape mismatch
         raise ValueError(f"the LoRA adapters in {state_dir} do not fit this run: {exc}") from exc
-    missing = [k for k in result.missing_keys if "lora_" in k]
-    if result.unexpected_keys or missing:
+    missing_keys, unexpected_keys = result
+    missing = [k for k in missing_keys if "lora_" in k]
+    if unexpected_keys or missing:
         raise ValueError(
             f"the LoRA adapters in {state_dir} do not fit this run "
-            f"(unexpected {result.unexpected_keys[:3]}, missing {missing[:3]})"
+            f"(unexpected {unexpected_keys[:3]}, missing {missing[:3]})"
         )
 
 
@@ -178,21 +183,20 @@ def load_train_models(
     """The trainable policy (fp32 master weights) and the frozen reference: the model at
     `reference_path` (e.g. the SFT version, while the policy starts from a later round), else a frozen
     copy of the policy (None under LoRA: the reference is then the same model with adapters disabled)."""
-    policy = AutoModelForCausalLM.from_pretrained(str(policy_path), dtype=torch.float32)
+    policy: PreTrainedModel = AutoModelForCausalLM.from_pretrained(str(policy_path), dtype=torch.float32)
     disable_dropout(policy)
     ref: PreTrainedModel | None = None
     separate = reference_path is not None and Path(reference_path).resolve() != Path(policy_path).resolve()
     if separate:
-        ref = AutoModelForCausalLM.from_pretrained(str(reference_path), dtype=torch.float32)
-        ref = ref.eval().requires_grad_(False).to(device)
+        ref = frozen(AutoModelForCausalLM.from_pretrained(str(reference_path), dtype=torch.float32), device)
     if config.lora_r > 0:
         policy = apply_lora(policy, config)
     elif ref is None:
-        ref = copy.deepcopy(policy).eval().requires_grad_(False).to(device)
+        ref = frozen(copy.deepcopy(policy), device)
     if config.gradient_checkpointing:
         enable_activation_checkpointing(policy)
         policy.config.use_cache = False
-    return policy.to(device), ref
+    return to_device(policy, device), ref
 
 
 @contextlib.contextmanager
@@ -201,7 +205,7 @@ def reference_mode(policy: PreTrainedModel, ref: PreTrainedModel | None) -> Iter
     if ref is not None:
         yield ref
         return
-    with policy.disable_adapter():  # type: ignore[operator]
+    with policy.disable_adapter():  # type: ignore[operator]  # a PeftModel here, typed as the model it wraps
         yield policy
 
 
@@ -327,8 +331,8 @@ def reward_fn_from_checkpoint(path: str | Path, device: torch.device, batch_size
         try:
             from worker.training.reward import RewardScorer
         except ImportError:
-            RewardScorer = None  # noqa: N806
-        if RewardScorer is not None:
+            pass  # no reward package: scored as a plain sequence classifier below
+        else:
             scorer = RewardScorer(root, device=device, batch_size=batch_size)
     if scorer is None:
         return _hf_reward_fn(root, device, batch_size)

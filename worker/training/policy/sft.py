@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from worker.training.policy.common import all_reduce_sum
 from worker.training.policy.runtime import (
@@ -49,16 +50,16 @@ class SFTBatch:
 
 
 def encode_demonstrations(
-    tokenizer: object,
+    tokenizer: PreTrainedTokenizerBase,
     demos: Sequence[Demonstration],
     max_prompt_tokens: int,
     max_completion_tokens: int,
     use_chat_template: bool = True,
 ) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, completion ids + EOS) per demonstration, with the same prompt formatting as sampling."""
-    prompt_ids = encode_prompts(tokenizer, [d.prompt for d in demos], max_prompt_tokens, use_chat_template)  # type: ignore[arg-type]
+    prompt_ids = encode_prompts(tokenizer, [d.prompt for d in demos], max_prompt_tokens, use_chat_template)
     return [
-        (p, encode_completion(tokenizer, d.completion, max_completion_tokens))  # type: ignore[arg-type]
+        (p, encode_completion(tokenizer, d.completion, max_completion_tokens))
         for p, d in zip(prompt_ids, demos, strict=True)
     ]
 

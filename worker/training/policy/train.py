@@ -28,6 +28,7 @@ from worker.training.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
+from worker.training.groups import RankingGroup
 from worker.training.policy.common import (
     AdaptiveKLController,
     FixedKLController,
@@ -35,7 +36,7 @@ from worker.training.policy.common import (
     per_token_kl,
 )
 from worker.training.policy.config import PolicyTrainConfig
-from worker.training.policy.dpo import DPO, RankingGroup, dpo_evaluate
+from worker.training.policy.dpo import DPO, dpo_evaluate
 from worker.training.policy.experience import forward_logprobs
 from worker.training.policy.ppo import PPO
 from worker.training.policy.rloo import RLOO
@@ -260,9 +261,11 @@ def train_policy(
         kl_ctl=kl_ctl,
     )
     if algo_name == "ppo":
-        algo: Any = PPO(rt, prompts or [], reward_fn, ptx_texts)  # type: ignore[arg-type]
+        assert reward_fn is not None  # refused on entry otherwise
+        algo: Any = PPO(rt, prompts or [], reward_fn, ptx_texts)
     elif algo_name == "rloo":
-        algo = RLOO(rt, prompts or [], reward_fn)  # type: ignore[arg-type]
+        assert reward_fn is not None
+        algo = RLOO(rt, prompts or [], reward_fn)
     elif algo_name == "dpo":
         algo = DPO(rt, groups or [])
     else:
@@ -358,6 +361,7 @@ def train_policy(
     summary["seconds"] = time.perf_counter() - started
     checkpoint = out_dir / CHECKPOINT_DIR
     if rank == 0:
+        # Under LoRA the policy is a PeftModel (typed as the model it wraps): merge the adapters in.
         final = policy.merge_and_unload() if config.lora_r > 0 else policy  # type: ignore[operator]
         save_checkpoint(
             checkpoint,

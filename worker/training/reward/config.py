@@ -19,6 +19,7 @@ from typing import Any
 POOLING_CHOICES = ("auto", "last", "mean", "cls", "head")
 # Lower is better for the losses, higher for accuracy (worker.training.reward.eval.pairwise_metrics keys).
 SELECT_CHOICES = ("calibrated_loss", "loss", "accuracy")
+MAX_ENSEMBLE_HEADS = 16
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,7 @@ class RewardTrainConfig:
     token_budget: int = 16384  # padded tokens per micro-batch; micro-batches split by whole groups
     max_length: int = 512  # tokens per (prompt, completion); longer inputs keep their end and latest turns
     pooling: str = "auto"  # auto | last | mean | cls | head (model.POOLING_MODES)
+    ensemble_heads: int = 1  # reward heads on one backbone, each fit on its own bootstrap of the groups (model.py)
     center_coef: float = 0.01  # adds center_coef * mean(r^2) so rewards stay near 0
     rank_gap_weighting: bool = False  # weight pair losses by |rank_w - rank_l| (per-group mean kept)
     gradient_checkpointing: bool = False
@@ -95,6 +97,8 @@ class RewardTrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise bad(name, "must be >= 1")
+        if not (isinstance(self.ensemble_heads, int) and 1 <= self.ensemble_heads <= MAX_ENSEMBLE_HEADS):
+            raise bad("ensemble_heads", f"must be an integer from 1 to {MAX_ENSEMBLE_HEADS}")
         if self.pooling not in POOLING_CHOICES:
             raise bad("pooling", f"must be one of {', '.join(POOLING_CHOICES)}")
         if self.select_on not in SELECT_CHOICES:

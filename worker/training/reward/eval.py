@@ -178,8 +178,8 @@ def pairwise_metrics(
             continue
         mean_conf, acc = conf_sum / count, hit_sum / count
         ece += count / n_pairs * abs(mean_conf - acc)
-        lo = 0.5 + i / (2 * n_bins)
-        bin_rows.append({"lo": round(lo, 4), "hi": round(lo + 1 / (2 * n_bins), 4), "n": count,
+        bin_lo = 0.5 + i / (2 * n_bins)
+        bin_rows.append({"lo": round(bin_lo, 4), "hi": round(bin_lo + 1 / (2 * n_bins), 4), "n": count,
                          "mean_confidence": mean_conf, "accuracy": acc})
     overall = _accuracy_block(per_prompt)
     calibrated = calibrated_loss(groups, rewards)
@@ -221,10 +221,29 @@ def score_rows(
     bf16: bool = True,
 ) -> list[float]:
     """Rewards for token-id rows, batched by length (sorted so little padding), in input order."""
+    return [float(r) for r in _score(module, rows, pad_id, device, batch_size, token_budget, bf16, members=False)]
+
+
+def score_member_rows(
+    module: RewardModule,
+    rows: Sequence[list[int]],
+    pad_id: int,
+    device: torch.device,
+    batch_size: int = 32,
+    token_budget: int = 65536,
+    bf16: bool = True,
+) -> list[list[float]]:
+    """Every ensemble member's reward for token-id rows ([rows][heads]), in input order."""
+    return [list(r) for r in _score(module, rows, pad_id, device, batch_size, token_budget, bf16, members=True)]
+
+
+@torch.no_grad()
+def _score(module: RewardModule, rows: Sequence[list[int]], pad_id: int, device: torch.device, batch_size: int,
+           token_budget: int, bf16: bool, members: bool) -> list[Any]:
     was_training = module.training
     module.eval()
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
-    out = [0.0] * len(rows)
+    out: list[Any] = [0.0] * len(rows)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and device.type == "cuda" else nullcontext()
     start = 0
     try:
@@ -234,7 +253,7 @@ def score_rows(
             chunk = order[start : start + size]
             ids, mask = pad_rows([rows[i] for i in chunk], pad_id)
             with autocast:
-                scores = module(ids.to(device), mask.to(device)).float().cpu().tolist()
+                scores = module(ids.to(device), mask.to(device), members=members).float().cpu().tolist()
             for i, s in zip(chunk, scores, strict=True):
                 out[i] = s
             start += size

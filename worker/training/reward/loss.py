@@ -20,6 +20,9 @@ from worker.training.groups import RankingGroup
 def kwise_loss_sum(rewards: torch.Tensor, win: torch.Tensor, lose: torch.Tensor, pair_coef: torch.Tensor) -> torch.Tensor:
     """Σ_pairs coef · −log σ(r_w − r_l): the weight-summed group losses of a micro-batch.
 
+    `rewards` is [rows] or, for an ensemble, [rows, heads] with `pair_coef` [pairs, heads] (each member's
+    coefficients, already divided by the number of heads).
+
     Divide by the total group weight of the optimizer batch to get the weighted mean over groups;
     summing first lets micro-batches and ranks accumulate exactly.
     """

@@ -14,6 +14,14 @@ Any `AutoModelForSequenceClassification` with `num_labels=1` works. Where the re
 The choice is stored in the model config (`reward_pooling`), so a checkpoint is always scored the way it was
 trained; a prefloop checkpoint from before the option keeps `head` (encoders) or `last` (decoders).
 
+Ensembles (`heads` > 1): the classification head gets one output per member (`num_labels` = heads, stored
+as `reward_heads`), all reading the same pooled features. Training fits each member on its own bootstrap
+of the ranking groups (worker.training.reward.train), so the members disagree where the data is thin; the
+reward is their mean and `forward(..., members=True)` returns each member's, whose disagreement active
+selection uses (app.quality.active.ensemble_disagreement). One backbone pass serves every member, so an
+ensemble costs almost nothing over one head (a "multi-head" ensemble rather than N seeds; the members
+share their features and so tend to be more alike than independently trained models).
+
 Prefix sharing (decoder models with a KV cache only; in an encoder the prompt attends to the completion):
 the groups' common prefixes run once, their key/value cache is gathered to one copy per completion, and
 the suffixes run on top of it with positions continuing the prefix. Gradients flow back through the cache
@@ -120,20 +128,36 @@ def disable_dropout(model: nn.Module) -> None:
                 setattr(sub, name, 0.0)
 
 
+def stored_heads(path: str | Path) -> int:
+    """The number of reward heads a prefloop checkpoint was trained with (1 for anything else)."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return 1
+    heads = config.get("reward_heads") if isinstance(config, dict) else None
+    return heads if isinstance(heads, int) and heads >= 1 else 1
+
+
 def load_reward_model(
     path: str | Path, *, gradient_checkpointing: bool = False, dtype: torch.dtype | None = None,
-    pooling: str = "auto",
+    pooling: str = "auto", heads: int | None = None,
 ) -> tuple[PreTrainedModel, Any]:
-    """Load model (num_labels=1) and tokenizer from a local directory; never contacts a hub.
+    """Load model and tokenizer from a local directory; never contacts a hub.
 
-    The resolved pooling (`resolve_pooling`) is written to `model.config.reward_pooling`, so it is saved
-    with every checkpoint of this model and `RewardModule` reads it from there.
+    `heads` outputs per sequence (an ensemble when > 1; a head of another size in the checkpoint is
+    re-initialised); None keeps what a prefloop checkpoint was trained with, else 1. The resolved pooling
+    (`resolve_pooling`) and the heads are written to `model.config` (`reward_pooling`, `reward_heads`), so
+    they are saved with every checkpoint of this model and `RewardModule` reads them from there.
     """
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    kwargs: dict[str, Any] = {"num_labels": 1, "local_files_only": True}
+    n_heads = heads if heads is not None else stored_heads(path)
+    kwargs: dict[str, Any] = {"num_labels": n_heads, "local_files_only": True}
+    if heads is not None:
+        kwargs["ignore_mismatched_sizes"] = True
     if dtype is not None:
         kwargs["dtype"] = dtype
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    model.config.reward_heads = n_heads
     ensure_pad_token(model, tokenizer)
     model.config.reward_pooling = resolve_pooling(model, path, pooling)
     if gradient_checkpointing:
@@ -157,10 +181,11 @@ class RewardModule(nn.Module):
         base = model.base_model
         if self.pooling in ("mean", "cls") and getattr(base, "pooler", None) is not None:
             # Unused by these poolings; removing it keeps DDP from waiting for gradients that never come.
-            base.pooler = None
+            base.register_module("pooler", None)
         params = inspect.signature(base.forward).parameters
         self._pass_positions = "position_ids" in params
         self._cache_kwarg = cache_kwarg(base.forward)
+        self.heads = int(getattr(model.config, "num_labels", 1) or 1)
 
     @property
     def backbone(self) -> nn.Module:
@@ -173,14 +198,23 @@ class RewardModule(nn.Module):
         return self.pooling == "last" and self._pass_positions and self._cache_kwarg is not None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_ids: torch.Tensor | None = None,
-                prefix_mask: torch.Tensor | None = None, row_group: torch.Tensor | None = None) -> torch.Tensor:
+                prefix_mask: torch.Tensor | None = None, row_group: torch.Tensor | None = None,
+                members: bool = False) -> torch.Tensor:
         """Rewards [N] of full sequences, or (with the prefix arguments) of prefix[row_group] + suffix rows,
-        where `input_ids`/`attention_mask` are then right-padded suffixes."""
+        where `input_ids`/`attention_mask` are then right-padded suffixes. The reward is the mean over the
+        heads; `members=True` returns every head's instead, [N, heads]."""
+        outputs = self._outputs(input_ids, attention_mask, prefix_ids, prefix_mask, row_group)
+        return outputs if members else outputs.mean(-1)
+
+    def _outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_ids: torch.Tensor | None,
+                 prefix_mask: torch.Tensor | None, row_group: torch.Tensor | None) -> torch.Tensor:
+        """The heads' outputs [N, heads]."""
         if prefix_ids is not None:
             assert prefix_mask is not None and row_group is not None
             return self._forward_shared(prefix_ids, prefix_mask, row_group, input_ids, attention_mask)
         if self.pooling == "head":
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
+            logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            return logits
         if self.pooling in ("mean", "cls"):
             hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             if self.pooling == "cls":
@@ -188,7 +222,7 @@ class RewardModule(nn.Module):
             else:
                 weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
                 pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-            return self.model.classifier(pooled)[:, 0]
+            return self._head("classifier", pooled)
         kwargs: dict[str, Any] = {"attention_mask": attention_mask}
         if self._pass_positions:
             # Left padding would otherwise shift every position; real tokens start at position 0.
@@ -200,7 +234,12 @@ class RewardModule(nn.Module):
         positions = torch.arange(seq_len, device=attention_mask.device)
         last = (positions * attention_mask.long()).argmax(-1)  # rightmost attended token, any padding side
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return self.model.score(pooled)[:, 0]
+        return self._head("score", pooled)
+
+    def _head(self, name: str, pooled: torch.Tensor) -> torch.Tensor:
+        """The model's output layer `name` (`score` on decoders, `classifier` on encoders) on pooled states."""
+        out: torch.Tensor = self.model.get_submodule(name)(pooled)
+        return out
 
     def _forward_shared(self, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, row_group: torch.Tensor,
                         suffix_ids: torch.Tensor, suffix_mask: torch.Tensor) -> torch.Tensor:
@@ -219,4 +258,4 @@ class RewardModule(nn.Module):
                       position_ids=positions, **with_cache).last_hidden_state
         last = (suffix_mask.sum(-1) - 1).clamp(min=0)  # suffixes are right-padded and never empty
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return self.model.score(pooled)[:, 0]
+        return self._head("score", pooled)

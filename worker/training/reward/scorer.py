@@ -11,7 +11,7 @@ import torch
 from worker.training.checkpoint import CheckpointError, load_meta, verify_checkpoint
 from worker.training.groups import Prompt, RankingGroup, render_prompt
 from worker.training.reward.batching import EncodedGroup, encode_groups, encode_texts, truncation_report
-from worker.training.reward.eval import pairwise_metrics, score_encoded_groups, score_rows
+from worker.training.reward.eval import pairwise_metrics, score_encoded_groups, score_member_rows, score_rows
 from worker.training.reward.model import RewardModule, load_reward_model
 
 
@@ -49,16 +49,32 @@ class RewardScorer:
     def pad_id(self) -> int:
         return int(self.tokenizer.pad_token_id)
 
-    def score(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> list[float]:
-        """One reward per (prompt, completion) pair."""
+    @property
+    def heads(self) -> int:
+        """Ensemble members of this reward model (1: a single head)."""
+        return self.module.heads
+
+    def _rows(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> list[list[int]]:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
-        if not prompts:
-            return []
         texts = [render_prompt(p, c, self.tokenizer) for p, c in zip(prompts, completions, strict=True)]
-        rows = encode_texts(self.tokenizer, texts, self.max_length)
-        raw = score_rows(self.module, rows, self.pad_id, self.device, batch_size=self.batch_size)
+        return encode_texts(self.tokenizer, texts, self.max_length)
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> list[float]:
+        """One reward per (prompt, completion) pair (the ensemble's mean)."""
+        if not prompts and not completions:
+            return []
+        raw = score_rows(self.module, self._rows(prompts, completions), self.pad_id, self.device,
+                         batch_size=self.batch_size)
         return [r - self.bias for r in raw]
+
+    def score_members(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> list[list[float]]:
+        """Every ensemble member's reward per (prompt, completion) pair, [pairs][heads]; a member's rewards
+        are only meaningful relative to each other (differences), as for the Bradley-Terry preference."""
+        if not prompts and not completions:
+            return []
+        return score_member_rows(self.module, self._rows(prompts, completions), self.pad_id, self.device,
+                                 batch_size=self.batch_size)
 
     def score_groups(self, groups: Sequence[RankingGroup]) -> list[list[float]]:
         """Rewards per completion of each group."""

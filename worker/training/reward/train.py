@@ -16,6 +16,7 @@ to `output_dir/state` every `checkpoint_every` steps and when `should_stop()` sa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -111,11 +112,33 @@ def _lr_lambda(plan: TrainPlan, min_lr_ratio: float) -> Callable[[int], float]:
     return factor
 
 
+def bootstrap_weights(n_groups: int, heads: int, seed: int) -> torch.Tensor:
+    """[groups, heads] Poisson(1) counts: each ensemble member's bootstrap resample of the training groups.
+
+    The Poisson form of the bootstrap (Oza & Russell 2001; used for ensembles of networks by Osband et al.
+    2016) weights every group independently per member, so members see the same batches but different data,
+    and no member depends on the batch layout. A fixed seed gives the same resamples on every rank and resume.
+    """
+    generator = torch.Generator().manual_seed(int(seed) * 7919 + 17)
+    return torch.poisson(torch.ones(n_groups, heads), generator=generator)
+
+
+def member_coefficients(
+    pair_coef: torch.Tensor, boot: torch.Tensor, group_ids: Sequence[int], encoded: Sequence[EncodedGroup]
+) -> torch.Tensor:
+    """Pair coefficients [pairs] of a micro-batch (its groups in `group_ids` order, as `collate` lays their
+    pairs out) times each member's bootstrap weight of the pair's group, averaged over members: [pairs, heads]."""
+    counts = torch.tensor([len(encoded[g].pairs) for g in group_ids], device=boot.device)
+    per_pair = boot[torch.tensor(list(group_ids), device=boot.device)].repeat_interleave(counts, dim=0)
+    return pair_coef.unsqueeze(1) * per_pair / boot.shape[1]
+
+
 def _step_groups(step: int, plan: TrainPlan, seed: int) -> list[int]:
     """Global group indices of optimizer step `step`: each epoch is a fresh seeded permutation."""
     epoch, within = divmod(step, plan.steps_per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(plan.n_groups)
-    return order[within * plan.batch_prompts : (within + 1) * plan.batch_prompts].tolist()
+    picked: list[int] = order[within * plan.batch_prompts : (within + 1) * plan.batch_prompts].tolist()
+    return picked
 
 
 def validation_split(
@@ -132,7 +155,10 @@ def validation_split(
 
 def _check_resume_config(saved: dict[str, Any], config: RewardTrainConfig, n_groups: int, saved_groups: int) -> None:
     current = config.to_dict()
-    changed = sorted(k for k in current if k not in _RESUME_FREE_FIELDS and saved.get(k) != current[k])
+    # A field the saved state predates had its default then.
+    defaults = {f.name: f.default for f in dataclasses.fields(RewardTrainConfig)}
+    changed = sorted(k for k in current
+                     if k not in _RESUME_FREE_FIELDS and saved.get(k, defaults.get(k)) != current[k])
     if changed:
         raise CheckpointError(f"cannot resume: config changed since the saved state ({', '.join(changed)})")
     if saved_groups != n_groups:
@@ -210,7 +236,7 @@ def _train(
             progress(fraction, message)
 
     model, tokenizer = load_reward_model(config.base_model, gradient_checkpointing=config.gradient_checkpointing,
-                                         pooling=config.pooling)
+                                         pooling=config.pooling, heads=config.ensemble_heads)
     if config.disable_dropout:
         # Dropout gives the two sides of a pair different random masks, so the margin r_w - r_l the loss
         # reads carries mask noise of the size of the margins being learned (docs/reward-model.md).
@@ -224,6 +250,8 @@ def _train(
     val_encoded = encode_groups(val_groups, tokenizer, config.max_length) if val_groups else []
     n_params = sum(p.numel() for p in module.parameters())
     plan = make_plan(config, len(encoded), n_params)
+    heads = module.heads
+    boot = bootstrap_weights(len(encoded), heads, config.seed).to(device) if heads > 1 else None
     total_steps = plan.total_steps
     truncation = truncation_report(encoded)
     report(0.0, f"plan: {plan.summary()}; pooling {module.pooling}; "
@@ -323,10 +351,11 @@ def _train(
         batch = _step_groups(step, plan, config.seed)
         weight_total = sum(encoded[i].weight for i in batch if encoded[i].pairs)
         rows_total = sum(len(encoded[i].input_ids) for i in batch)
-        mine = [encoded[i] for i in batch[d.rank :: d.world]]
-        dummy = not mine  # this rank got no group: a zero-weight pass keeps DDP's collectives in step
+        mine_ids = batch[d.rank :: d.world]
+        dummy = not mine_ids  # this rank got no group: a zero-weight pass keeps DDP's collectives in step
         if dummy:
-            mine = [encoded[batch[0]]]
+            mine_ids = [batch[0]]
+        mine = [encoded[i] for i in mine_ids]
         micro = pack_micro_batches(mine, config.token_budget)
         step_loss = torch.zeros((), device=device)
         for m_index, indices in enumerate(micro):
@@ -336,9 +365,12 @@ def _train(
             sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else nullcontext()
             with sync:
                 with autocast:
-                    rewards = net(**mb.model_inputs()).float()
-                pair_part = kwise_loss_sum(rewards, mb.win, mb.lose, mb.pair_coef) / max(weight_total, 1e-12)
-                center = config.center_coef * rewards.pow(2).sum() / rows_total
+                    rewards = net(**mb.model_inputs(), members=boot is not None).float()
+                coef = mb.pair_coef
+                if boot is not None:  # [pairs, heads]: each member's bootstrap weight of the pair's group
+                    coef = member_coefficients(coef, boot, [mine_ids[i] for i in indices], encoded)
+                pair_part = kwise_loss_sum(rewards, mb.win, mb.lose, coef) / max(weight_total, 1e-12)
+                center = config.center_coef * rewards.pow(2).sum() / (rows_total * heads)
                 loss = pair_part + center
                 if dummy:
                     loss = loss * 0.0

@@ -1,0 +1,1 @@
+"""The data browser: prompts, completions, rankings and skipped tasks listed, searched, filtered and paged."""

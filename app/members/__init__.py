@@ -1,0 +1,1 @@
+"""Project membership: who may see and label a project whose `labeling.access` is "members"."""
