@@ -15,10 +15,11 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+import uvicorn
 
 from app import __version__
 from app.accounts import commands as account_commands
-from app.console import JsonFlag, cli_session, emit, fail
+from app.console import fail
 from app.demo import commands as demo_commands
 from app.exports import commands as export_commands
 from app.imports import commands as import_commands
@@ -29,11 +30,8 @@ from app.settings import SettingsError, get_settings
 
 cli = typer.Typer(help="prefloop: RLHF preference labeling with a closed training loop.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
-users_cli = typer.Typer(help="Users.", no_args_is_help=True)
-projects_cli = typer.Typer(help="Projects.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
-cli.add_typer(users_cli, name="users")
-cli.add_typer(projects_cli, name="projects")
+
 
 def _print_version(value: bool) -> None:
     if value:
@@ -53,7 +51,7 @@ def root(
 @db_cli.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the schema (Alembic) to REVISION."""
-    from app.migrate import upgrade
+    from app.migrate import upgrade  # lazy: Alembic costs a fifth of the CLI's start-up (--help)
 
     settings = get_settings()
     upgrade(settings.database_url, revision)
@@ -63,91 +61,10 @@ def db_upgrade(revision: str = "head") -> None:
 @db_cli.command("check")
 def db_check() -> None:
     """Fail if the ORM models and the migrations disagree."""
-    from app.migrate import check
+    from app.migrate import check  # lazy: Alembic costs a fifth of the CLI's start-up (--help)
 
     check(get_settings().database_url)
     typer.echo("no schema drift")
-
-
-@users_cli.command("create")
-def users_create(
-    email: str,
-    role: Annotated[str, typer.Option(help="admin or annotator")] = "annotator",
-    name: Annotated[str | None, typer.Option(help="display name")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Create a user; without --password-stdin a one-time password is generated and printed once."""
-    from app.auth import service
-
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
-    try:
-        with cli_session() as db:
-            created = service.create_user(db, email, role, display_name=name, password=password)
-            out = {"id": created.user.id, "email": created.user.email, "role": created.user.role}
-            if created.password:
-                out["password"] = created.password
-    except service.AuthError as exc:
-        fail(str(exc))
-    text = f"created {out['email']} ({out['role']}), id {out['id']}"
-    if "password" in out:
-        text += f"\none-time password (shown once): {out['password']}"
-    emit(out, as_json, text)
-
-
-@users_cli.command("list")
-def users_list(as_json: JsonFlag = False) -> None:
-    """List users."""
-    from app.auth import service
-
-    with cli_session() as db:
-        rows = [
-            {"id": u.id, "email": u.email, "role": u.role, "active": u.is_active} for u in service.list_users(db)
-        ]
-    emit(rows, as_json, "\n".join(f"{r['id']}\t{r['email']}\t{r['role']}\t{r['active']}" for r in rows))
-
-
-@projects_cli.command("create")
-def projects_create(
-    name: str,
-    k_min: int = 4,
-    k_max: int = 9,
-    annotations_per_prompt: int = 1,
-    guidelines: str = "",
-    as_json: JsonFlag = False,
-) -> None:
-    """Create a project and print its id."""
-    from pydantic import ValidationError
-
-    from app.projects import service
-    from app.projects.schemas import ProjectCreate
-
-    try:
-        data = ProjectCreate(
-            name=name, k_min=k_min, k_max=k_max, annotations_per_prompt=annotations_per_prompt, guidelines=guidelines
-        )
-        with cli_session() as db:
-            project = service.create(db, data, None)
-            out = {"id": project.id, "name": project.name}
-    except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-    except service.ProjectError as exc:
-        fail(str(exc))
-    emit(out, as_json, str(out["id"]))
-
-
-@projects_cli.command("list")
-def projects_list(as_json: JsonFlag = False, archived: bool = False) -> None:
-    """List projects."""
-    from app.projects import service
-
-    with cli_session() as db:
-        rows = [
-            {"id": p.id, "name": p.name, "k_min": p.k_min, "k_max": p.k_max,
-             "annotations_per_prompt": p.annotations_per_prompt, "archived": p.archived_at is not None}
-            for p in service.list_projects(db, include_archived=archived)
-        ]
-    emit(rows, as_json, "\n".join(f"{r['id']}\t{r['name']}" for r in rows) or "no projects")
 
 
 # The worker's end of the lifeline pipe (worker/lifeline.py): the app names the variable, the worker reads it.
@@ -197,8 +114,6 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the web app (uvicorn)."""
-    import uvicorn
-
     try:
         get_settings().validate_for_serving()
     except SettingsError as exc:

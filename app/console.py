@@ -37,8 +37,7 @@ def emit(data: Any, as_json: bool, text: str | None = None) -> None:
 
 def require_migrated(engine: Engine, database_url: str) -> None:
     """Stop with one line, not a traceback, when the schema is missing or behind the installed migrations."""
-    # Alembic costs a fifth of the CLI's start-up: imported by the commands that need it only.
-    from app.migrate import is_at_head
+    from app.migrate import is_at_head  # lazy: Alembic costs a fifth of the CLI's start-up (--help)
 
     if not is_at_head(engine):
         where = database_url.split("@")[-1]

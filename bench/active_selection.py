@@ -6,7 +6,7 @@ labelled from the same pool (the K shown completions per prompt are fixed in adv
 choice of prompts differs), refits its reward model on all comparisons so far, and is scored on
 held-out prompts: the fraction of completion pairs (toxicity differing by > 0.05) ordered correctly.
 
-Strategies: random; margin (app.quality.active.select_by_margin on the current model's rewards);
+Strategies: random; margin (app.quality.stats.active.select_by_margin on the current model's rewards);
 ensemble (select_by_disagreement on 4 bootstrap refits).
 
 The reward model is a lightweight stand-in for the neural one in worker/training/reward (which needs
@@ -34,7 +34,7 @@ from scipy import optimize, sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.quality.active import select_by_disagreement, select_by_margin  # noqa: E402
+from app.quality.stats.active import select_by_disagreement, select_by_margin  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "instructgpt-samples" / "real_toxicity_samples.csv"
 DIM = 2**14

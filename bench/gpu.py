@@ -53,7 +53,7 @@ import torch  # noqa: E402
 from reward_model import PeakMemory, quiet_torch  # noqa: E402
 
 from worker.training.groups import RankingGroup  # noqa: E402
-from worker.training.policy import PolicyTrainConfig, train_policy  # noqa: E402
+from worker.training.policy import PolicyRun, PolicyTrainConfig, train_policy  # noqa: E402
 from worker.training.reward import RewardTrainConfig, train_reward_model  # noqa: E402
 from worker.training.reward.batching import collate, encode_groups  # noqa: E402
 from worker.training.sampling import load_policy, rollout  # noqa: E402
@@ -270,8 +270,9 @@ def run_ppo(policy: str, shape: Shape, out: Path) -> dict[str, Any]:
                                missing_eos_penalty=None, save_every=10_000,
                                generation_batch_size=shape.ppo_prompts)
     with PeakMemory() as mem:
-        result = train_policy(config, policy_path=policy, output_dir=out,
-                              prompts=[words(rng, 24) for _ in range(4 * shape.ppo_prompts)], reward_fn=planted_reward)
+        result = train_policy(PolicyRun(config, policy_path=policy, output_dir=out,
+                                        prompts=[words(rng, 24) for _ in range(4 * shape.ppo_prompts)],
+                                        reward_fn=planted_reward))
     times = [h["step_s"] for h in result.history]
     return {"prompts_per_step": shape.ppo_prompts, "max_new_tokens": shape.ppo_tokens,
             "step_s": statistics.median(times[1:] if len(times) > 1 else times), "steps": len(times),

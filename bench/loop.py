@@ -18,7 +18,8 @@ active before, on the same version), policy_version, win_rate_vs_previous (share
 held-out posts, where the new policy's --win-samples samples have more words on average than the previous
 active policy's; a tie counts half), win_rate_vs_sft (the same against the SFT version),
 words_new/words_previous, kl_to_sft (sequence KL to the frozen SFT reference on the project's held-out
-prompts), kl_budget, policy_promotion (the new policy's promotion state: provisional until people decide),
+prompts), kl_budget, kl_coef (the round's KL coefficient, from the KL schedule), policy_promotion (the new
+policy's promotion state: provisional until people decide),
 human_confirmed / human_verdict (what this round's human rankings decided about the previous round's promoted
 policy: the Bradley-Terry check of app/loop/promotion.py), and what the round's sampling did for the next one:
 sampled_prompts, resampled_prompts (of those, prompts that had candidates already), versions_per_task,
@@ -123,7 +124,7 @@ def setup(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict[str
                      "algorithm": args.algorithm, "rm_epochs": args.rm_epochs, "rm_lr": 1e-3, "rm_batch_prompts": 4,
                      "rm_heldout_fraction": 0.25, "policy_lr": args.policy_lr, "policy_steps": args.policy_steps,
                      "policy_batch_prompts": 8, "rloo_k": 4, "kl_budget": args.kl_budget, "kl_beta": args.kl_beta,
-                     "rm_accuracy_tolerance": args.rm_accuracy_tolerance},
+                     "kl_schedule": args.kl_schedule, "rm_accuracy_tolerance": args.rm_accuracy_tolerance},
         "schedule": {"enabled": False, "retrain_every": 1, "prompts_per_round": args.prompts},
     }
     with unit_of_work(make_session_factory(engine)) as db:
@@ -280,7 +281,7 @@ def run(args: argparse.Namespace) -> None:
                     **win_rate(policy["checkpoint_path"], parent["checkpoint_path"], ctx["heldout"], args,
                                sft_path=str(ctx["models"]["policy"])),
                     "kl_to_sft": policy["metrics"].get("kl"), "reference_version": policy["metrics"].get("reference_version"),
-                    "kl_budget": args.kl_budget,
+                    "kl_budget": args.kl_budget, "kl_coef": policy["training_config"].get("kl_coef"),
                     "reward_before": policy["metrics"].get("reward_before"),
                     "reward_after": policy["metrics"].get("reward_after"),
                     "policy_promotion": policy.get("promotion_state"),
@@ -317,6 +318,8 @@ def main() -> None:
     parser.add_argument("--policy-steps", type=int, default=None)
     parser.add_argument("--policy-lr", type=float, default=1e-3)
     parser.add_argument("--kl-beta", type=float, default=0.1)
+    parser.add_argument("--kl-schedule", choices=("adaptive", "fixed"), default="adaptive",
+                        help="training.kl_schedule: each round's KL coefficient from the last round's KL, or kl_beta")
     parser.add_argument("--kl-budget", type=float, default=10.0, help="nats per completion (training.kl_budget)")
     parser.add_argument("--rm-epochs", type=int, default=8)
     parser.add_argument("--rm-accuracy-tolerance", type=float, default=0.05,

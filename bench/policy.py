@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from worker.training.policy import PolicyTrainConfig, train_policy  # noqa: E402
+from worker.training.policy import PolicyRun, PolicyTrainConfig, train_policy  # noqa: E402
 from worker.training.tiny import init_tiny  # noqa: E402
 
 _WORDS_TEXT = (
@@ -79,9 +79,9 @@ def run_prefloop(algorithm: str, model: str, args: argparse.Namespace, out: Path
         save_every=10_000,
         generation_batch_size=args.prompts,
     )
-    result = train_policy(
+    result = train_policy(PolicyRun(
         cfg, policy_path=model, output_dir=out, prompts=_prompts(64), reward_fn=_reward_tensor
-    )
+    ))
     hist = result.history[1:]  # drop the warm-up step
     return {
         "step_s": statistics.median(h["step_s"] for h in hist),

@@ -20,7 +20,7 @@ from app.db import create_db_engine, make_session_factory
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import Base
-from app.settings import Settings
+from app.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PREFLOOP_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -127,6 +127,19 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         max_upload_mb=5,
     )
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The `prefloop` CLI (in process, or a subprocess given these variables) runs against the test settings:
+    PREFLOOP_* variables set for the test and the settings cache cleared before and after it."""
+    env = {"PREFLOOP_ENV": "test", "PREFLOOP_DATABASE_URL": settings.database_url, "PREFLOOP_SECRET_KEY": TEST_SECRET,
+           "PREFLOOP_DATA_DIR": str(settings.data_dir), "PREFLOOP_CHECKPOINT_DIR": str(settings.checkpoint_dir)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
 
 
 @pytest.fixture

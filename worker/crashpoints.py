@@ -25,7 +25,7 @@ def install_from_env() -> bool:
     point, _, match = spec.partition(":")
     if point != "checkpoint-write":
         raise ValueError(f"{ENV_VAR}={spec!r}: the only crash point is 'checkpoint-write[:<path substring>]'")
-    from worker.training import checkpoint  # local: the hook is the only reason to touch torch here
+    from worker.training import checkpoint  # lazy: imports torch; only the crash hook needs it
 
     original = checkpoint._fsync_path
 

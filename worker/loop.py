@@ -28,6 +28,7 @@ from app.jobs import queue
 from app.jobs.schemas import split_request_id
 from app.logs import bound_request_id
 from app.loop import chain
+from app.models.enums import UNSUCCESSFUL_JOB_STATUSES, JobKind, JobStatus
 from app.registry import service as registry
 from app.scheduler import service as scheduler
 from app.settings import Settings
@@ -37,12 +38,12 @@ from worker.context import JobContext, JobFailure, JobStopped
 log = logging.getLogger("prefloop.worker")
 
 Handler = Callable[[JobContext], dict[str, Any]]
-HANDLER_MODULES = {
-    "sample_completions": "worker.handlers.sample_completions",
-    "train_reward_model": "worker.handlers.train_reward_model",
-    "train_policy": "worker.handlers.train_policy",
-    "score_prompts": "worker.handlers.score_prompts",
-    "train_sft": "worker.handlers.train_sft",
+HANDLER_MODULES: dict[str, str] = {
+    JobKind.SAMPLE_COMPLETIONS: "worker.handlers.sample_completions",
+    JobKind.TRAIN_REWARD_MODEL: "worker.handlers.train_reward_model",
+    JobKind.TRAIN_POLICY: "worker.handlers.train_policy",
+    JobKind.SCORE_PROMPTS: "worker.handlers.score_prompts",
+    JobKind.TRAIN_SFT: "worker.handlers.train_sft",
 }
 
 
@@ -138,14 +139,14 @@ def run_job(ctx: JobContext, factory: sessionmaker[Session], config: WorkerConfi
             if reason == "cancel":
                 queue.mark_cancelled(db, ctx.job_id, ctx.worker_id)
                 registry.abandon_job_versions(db, ctx.job_id, "cancelled")
-                return "cancelled"
+                return JobStatus.CANCELLED
             if reason == "shutdown":
                 queue.release(db, ctx.job_id, ctx.worker_id, "worker shut down; state saved for resume")
-                return "queued"
+                return JobStatus.QUEUED
             return "lost"
         if error is not None:
             status = queue.fail(db, ctx.job_id, ctx.worker_id, error, retryable=retryable)
-            if status in ("failed", "cancelled"):
+            if status in UNSUCCESSFUL_JOB_STATUSES:
                 registry.abandon_job_versions(db, ctx.job_id, error.splitlines()[0])
             log.warning("job %s (%s) failed: %s", ctx.job_id, ctx.kind, error.splitlines()[0])
             return status or "lost"
@@ -158,7 +159,7 @@ def run_job(ctx: JobContext, factory: sessionmaker[Session], config: WorkerConfi
                     chain.after_success(db, job)
             except Exception:  # noqa: BLE001 - logged; the job itself succeeded
                 log.exception("job %s succeeded but its next loop step could not be enqueued", ctx.job_id)
-        return "succeeded"
+        return JobStatus.SUCCEEDED
 
 
 def _maintenance(factory: sessionmaker[Session], config: WorkerConfig) -> None:

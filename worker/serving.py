@@ -57,7 +57,7 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> JS
 
 def create_server(models: list[ServedModel]) -> FastAPI:
     """The HTTP app serving `models` by name."""
-    from worker.training.sampling import decode_responses, rollout
+    from worker.training.sampling import decode_responses, rollout  # lazy: torch is optional
 
     by_name = {m.name: m for m in models}
     lock = threading.Lock()

@@ -1,26 +1,64 @@
-"""`prefloop tokens create|list|revoke` and `prefloop links invite|reset|list|withdraw`."""
+"""`prefloop users create|list`, `prefloop tokens create|list|revoke` and `prefloop links invite|reset`."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
+from app.accounts import service
+from app.auth import service as auth
 from app.console import JsonFlag, cli_session, emit, fail
 from app.errors import DomainError
+from app.settings import get_settings
 
+users_cli = typer.Typer(help="Users.", no_args_is_help=True)
 tokens_cli = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
 links_cli = typer.Typer(help="One-time invite and password-reset links.", no_args_is_help=True)
 
 
 def register(cli: typer.Typer) -> None:
+    cli.add_typer(users_cli, name="users")
     cli.add_typer(tokens_cli, name="tokens")
     cli.add_typer(links_cli, name="links")
 
 
-def _user(db: Any, email: str) -> Any:
-    from app.auth import service as auth
+@users_cli.command("create")
+def users_create(
+    email: str,
+    role: Annotated[str, typer.Option(help="admin or annotator")] = "annotator",
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a user; without --password-stdin a one-time password is generated and printed once."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        with cli_session() as db:
+            created = auth.create_user(db, email, role, display_name=name, password=password)
+            out = {"id": created.user.id, "email": created.user.email, "role": created.user.role}
+            if created.password:
+                out["password"] = created.password
+    except auth.AuthError as exc:
+        fail(str(exc))
+    text = f"created {out['email']} ({out['role']}), id {out['id']}"
+    if "password" in out:
+        text += f"\none-time password (shown once): {out['password']}"
+    emit(out, as_json, text)
 
+
+@users_cli.command("list")
+def users_list(as_json: JsonFlag = False) -> None:
+    """List users."""
+    with cli_session() as db:
+        rows = [
+            {"id": u.id, "email": u.email, "role": u.role, "active": u.is_active} for u in auth.list_users(db)
+        ]
+    emit(rows, as_json, "\n".join(f"{r['id']}\t{r['email']}\t{r['role']}\t{r['active']}" for r in rows))
+
+
+def _user(db: Any, email: str) -> Any:
     user = auth.find_user_by_email(db, email)
     if user is None:
         fail(f"no user with e-mail {email.strip().lower()}")
@@ -36,8 +74,6 @@ def tokens_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API token for EMAIL and print it once."""
-    from app.accounts import service
-
     try:
         with cli_session() as db:
             token = service.create_token(db, _user(db, email), name, scope, days)
@@ -49,8 +85,6 @@ def tokens_create(
 @tokens_cli.command("list")
 def tokens_list(email: str, as_json: JsonFlag = False) -> None:
     """List EMAIL's tokens (never their secrets): scope, last use, expiry, revocation."""
-    from app.accounts import service
-
     with cli_session() as db:
         rows = [service.token_view(t) for t in service.tokens(db, _user(db, email))]
     emit(rows, as_json, "\n".join(
@@ -62,8 +96,6 @@ def tokens_list(email: str, as_json: JsonFlag = False) -> None:
 @tokens_cli.command("revoke")
 def tokens_revoke(token_id: int, as_json: JsonFlag = False) -> None:
     """Revoke the token with id TOKEN_ID (see `tokens list`); it is refused from now on."""
-    from app.accounts import service
-
     try:
         with cli_session() as db:
             token = service.revoke_token(db, _admin(db, None), token_id)
@@ -74,16 +106,12 @@ def tokens_revoke(token_id: int, as_json: JsonFlag = False) -> None:
 
 
 def _issued(issued: Any, who: str, as_json: bool) -> None:
-    from app.settings import get_settings
-
     url = get_settings().base_url.rstrip("/") + issued.path
     emit({"for": who, "url": url, "expires_at": issued.expires_at.isoformat()}, as_json,
          f"one-time link for {who} (valid until {issued.expires_at:%Y-%m-%d %H:%M} UTC; shown once):\n{url}")
 
 
 def _admin(db: Any, email: str | None) -> Any:
-    from app.auth import service as auth
-
     if email:
         return _user(db, email)
     admin = next((u for u in auth.list_users(db) if u.is_admin and u.is_active), None)
@@ -101,8 +129,6 @@ def links_invite(
     as_json: JsonFlag = False,
 ) -> None:
     """Invite EMAIL: a one-time link with which they choose their name and password."""
-    from app.accounts import service
-
     try:
         with cli_session() as db:
             issued = service.issue_invite(db, _admin(db, by), email, role, hours)
@@ -119,8 +145,6 @@ def links_reset(
     as_json: JsonFlag = False,
 ) -> None:
     """A one-time link with which EMAIL sets a new password."""
-    from app.accounts import service
-
     try:
         with cli_session() as db:
             issued = service.issue_reset_link(db, _admin(db, by), _user(db, email), hours)

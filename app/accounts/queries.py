@@ -8,6 +8,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.models import AccountLink, ApiToken
+from app.models.enums import LinkKind
 
 
 def add(db: Session, obj: object) -> None:
@@ -33,7 +34,7 @@ def withdraw_link(db: Session, link_id: int, now: datetime) -> bool:
 
 def close_reset_links(db: Session, user_id: int, now: datetime) -> None:
     """Every open reset link of a user is void once their password changed."""
-    db.execute(update(AccountLink).where(AccountLink.user_id == user_id, AccountLink.kind == "reset",
+    db.execute(update(AccountLink).where(AccountLink.user_id == user_id, AccountLink.kind == LinkKind.RESET,
                                          AccountLink.used_at.is_(None)).values(used_at=now))
 
 

@@ -19,6 +19,7 @@ from app.auth import service as auth
 from app.auth.secrets import new_token, token_digest, verify_password
 from app.errors import Invalid, NotFound
 from app.models import AccountLink, ApiToken, User, utcnow
+from app.models.enums import LinkKind
 from app.models.users import ROLES, TOKEN_SCOPES
 
 INVITE_HOURS = 72
@@ -61,7 +62,7 @@ def issue_reset_link(db: Session, admin: User, user: User, hours: int = RESET_HO
         raise Invalid(f"{user.email} is deactivated; activate the account before sending a reset link")
     if user.is_ai:
         raise Invalid(f"{user.email} is an automated annotator and signs in with a token, not a password")
-    return _issue(db, AccountLink(kind="reset", user_id=user.id, created_by=admin.id), "/reset/", hours)
+    return _issue(db, AccountLink(kind=LinkKind.RESET, user_id=user.id, created_by=admin.id), "/reset/", hours)
 
 
 def issue_invite(db: Session, admin: User, email: str, role: str = "annotator",
@@ -72,7 +73,7 @@ def issue_invite(db: Session, admin: User, email: str, role: str = "annotator",
         raise Invalid(f"role: one of {', '.join(ROLES)}, not {role!r}")
     if auth.find_user_by_email(db, address) is not None:
         raise Invalid(f"email: {address} already has an account")
-    return _issue(db, AccountLink(kind="invite", email=address, role=role, created_by=admin.id), "/invite/", hours)
+    return _issue(db, AccountLink(kind=LinkKind.INVITE, email=address, role=role, created_by=admin.id), "/invite/", hours)
 
 
 def _issue(db: Session, link: AccountLink, prefix: str, hours: int) -> IssuedLink:
@@ -94,7 +95,7 @@ def open_link(db: Session, kind: str, secret: str) -> AccountLink:
 
 
 def redeem_reset(db: Session, secret: str, password: str, *, revoke_tokens: bool = False) -> User:
-    link = open_link(db, "reset", secret)
+    link = open_link(db, LinkKind.RESET, secret)
     user = auth.get_user(db, link.user_id) if link.user_id is not None else None
     if user is None or not user.is_active:
         raise NotFound(_DEAD_LINK)
@@ -105,7 +106,7 @@ def redeem_reset(db: Session, secret: str, password: str, *, revoke_tokens: bool
 
 
 def redeem_invite(db: Session, secret: str, display_name: str, password: str) -> User:
-    link = open_link(db, "invite", secret)
+    link = open_link(db, LinkKind.INVITE, secret)
     if link.email is None or link.role is None:
         raise NotFound(_DEAD_LINK)
     try:

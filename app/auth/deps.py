@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth import service
 from app.db import unit_of_work
+from app.errors import Forbidden, Unauthorized
 from app.models import User
 from app.web.csrf import verify_csrf
 
@@ -47,8 +48,9 @@ class Viewer:
         return self.role == "admin"
 
 
-class LoginRequired(Exception):
-    """Raised on a browser route without a valid session; answered with a redirect to /login."""
+class LoginRequired(Unauthorized):
+    """Raised on a browser route without a valid session: the 401 of the vocabulary, which app.web.errors
+    answers with a redirect to /login (an API caller, or a JSON request, gets the 401 itself)."""
 
 
 def _resolve(request: Request, db: Session) -> User | None:
@@ -77,7 +79,7 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def _check_scope(request: Request) -> None:
     if getattr(request.state, "token_scope", None) == "read" and request.method not in _READ_METHODS:
-        raise HTTPException(status_code=403, detail="This API token is read-only; use a token with full scope.")
+        raise Forbidden("This API token is read-only; use a token with full scope.")
 
 
 def optional_user(request: Request, db: DbSession) -> User | None:
@@ -100,18 +102,15 @@ async def require_user(request: Request, user: MaybeUser) -> User:
 
 async def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
     if not user.is_admin:
-        raise HTTPException(status_code=403, detail="This page is for admins.")
+        raise Forbidden("This page is for admins.")
     return user
 
 
 async def api_user(request: Request, user: MaybeUser) -> User:
     """A JSON API caller: Bearer token, or a browser session with a CSRF header."""
     if user is None:
-        raise HTTPException(
-            status_code=401,
-            detail="Authentication required: send 'Authorization: Bearer <token>'.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'.",
+                           headers={"WWW-Authenticate": "Bearer"})
     if request.state.auth_method == "session":
         await verify_csrf(request)
     _check_scope(request)
@@ -120,7 +119,7 @@ async def api_user(request: Request, user: MaybeUser) -> User:
 
 async def api_admin(user: Annotated[User, Depends(api_user)]) -> User:
     if not user.is_admin:
-        raise HTTPException(status_code=403, detail="This endpoint is for admins.")
+        raise Forbidden("This endpoint is for admins.")
     return user
 
 
@@ -144,10 +143,10 @@ def require_operator(request: Request, *, open_in_dev: bool, scraper_token: str 
     with unit_of_work(factory) as db:
         user = _resolve(request, db)
     if user is None:
-        raise HTTPException(status_code=401, detail="Authentication required: an admin, or the metrics bearer token.",
-                            headers={"WWW-Authenticate": 'Bearer realm="prefloop"'})
+        raise Unauthorized("Authentication required: an admin, or the metrics bearer token.",
+                           headers={"WWW-Authenticate": 'Bearer realm="prefloop"'})
     if not user.is_admin:
-        raise HTTPException(status_code=403, detail="This endpoint is for admins.")
+        raise Forbidden("This endpoint is for admins.")
 
 
 CurrentUser = Annotated[User, Depends(require_user)]

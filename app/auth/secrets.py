@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -9,9 +10,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _hasher = PasswordHasher()
-# Verified when the e-mail is unknown, so a failed login costs the same time either way (no user enumeration).
-_DUMMY_HASH = _hasher.hash("prefloop-timing-equaliser")
 MIN_PASSWORD_LENGTH = 10
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the e-mail is unknown, so a failed login costs the same time either way (no user
+    enumeration). Made on first use, not at import: one argon2 hash would double the CLI's start-up."""
+    return _hasher.hash("prefloop-timing-equaliser")
 
 
 def hash_password(password: str) -> str:
@@ -24,7 +30,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when `password` matches; always does the same amount of work."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

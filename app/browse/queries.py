@@ -103,7 +103,17 @@ def _prompt_conditions(project_id: int, f: DataFilter) -> list[ColumnElement[boo
         where.append(exists().where(Completion.prompt_id == Prompt.id, *completion_where))
     if f.gold:
         where.append(Prompt.is_gold.is_(f.gold == "yes"))
+    if f.trained_by is not None:
+        where.append(or_(_trained(f.trained_by, Comparison.prompt_id == Prompt.id),
+                         exists().where(ModelVersionPrompt.prompt_id == Prompt.id,
+                                        ModelVersionPrompt.model_version_id == f.trained_by)))
     return where
+
+
+def _trained(version_id: int, *where: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Some comparison matching `where` trained model version `version_id`."""
+    return exists().where(ModelVersionComparison.comparison_id == Comparison.id,
+                          ModelVersionComparison.model_version_id == version_id, *where)
 
 
 def _capped_count(db: Session, stmt: Select[Any]) -> int:
@@ -154,6 +164,8 @@ def _ranking_conditions(project_id: int, f: DataFilter) -> list[ColumnElement[bo
     if f.model_version is not None:
         where.append(exists().where(Completion.prompt_id == Ranking.prompt_id,
                                     Completion.model_version_id == f.model_version))
+    if f.trained_by is not None:
+        where.append(_trained(f.trained_by, Comparison.ranking_id == Ranking.id))
     if f.status == "archived":
         where.append(_archived())
     return where

@@ -49,6 +49,7 @@ class DataFilter(BaseModel):
     prompt: OptionalId = None
     annotator: OptionalId = None
     model_version: OptionalId = None
+    trained_by: OptionalId = None  # a model version: only what trained it (its lineage)
     flag: str = Field("", max_length=100, description="a flag name, or * for any flag")
     gold: GoldFilter = ""
     round: OptionalRound = None

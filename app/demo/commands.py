@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from app.console import JsonFlag, cli_session, emit, fail
+from app.demo.seed import seed_demo
+from app.demo.tiny_models import ensure_demo_models
+from app.imports.service import ImportFailed
 
 
 def register(cli: typer.Typer) -> None:
@@ -13,9 +16,6 @@ def register(cli: typer.Typer) -> None:
     @cli.command("demo")
     def demo_command(as_json: JsonFlag = False) -> None:
         """Create the demo project, an admin (if none exists) and an annotator; print one-time passwords once."""
-        from app.demo.seed import seed_demo
-        from app.imports.service import ImportFailed
-
         try:
             with cli_session() as db:
                 result = seed_demo(db)
@@ -24,8 +24,6 @@ def register(cli: typer.Typer) -> None:
             return
         if result.project_id is not None:
             # With the worker extra installed, the demo gets tiny CPU models so the loop runs (docs/worker.md).
-            from app.scheduler.tiny_models import ensure_demo_models
-
             action = ensure_demo_models(result.project_id)
             if action:
                 result.actions.append(action)

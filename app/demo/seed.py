@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, BinaryIO, cast
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth
+from app.demo import queries
 from app.imports.schemas import ImportOptions
 from app.imports.service import import_or_raise
-from app.models import Project, User
+from app.projects import queries as project_queries
 from app.projects import service as projects
 from app.projects.schemas import ProjectCreate
 
@@ -52,10 +52,6 @@ class DemoResult:
     import_counts: dict[str, int] | None = None
 
 
-def _admin_exists(db: Session) -> bool:
-    return db.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None
-
-
 def _ensure_user(db: Session, email: str, role: str, result: DemoResult) -> dict[str, Any] | None:
     try:
         auth.get_user_by_email(db, email)
@@ -70,14 +66,14 @@ def _ensure_user(db: Session, email: str, role: str, result: DemoResult) -> dict
 def seed_demo(db: Session) -> DemoResult:
     """Create whatever part of the demo is missing. Safe to run any number of times. Never commits."""
     result = DemoResult()
-    if _admin_exists(db):
+    if queries.admin_exists(db):
         result.actions.append("an admin exists; none created")
     else:
         email = os.environ.get("PREFLOOP_DEMO_ADMIN_EMAIL", "admin@example.org")
         result.admin = _ensure_user(db, email, "admin", result)
     result.annotator = _ensure_user(db, ANNOTATOR_EMAIL, "annotator", result)
 
-    project = db.scalar(select(Project).where(Project.name == PROJECT_NAME))
+    project = project_queries.by_name(db, PROJECT_NAME)
     if project is None:
         project = projects.create(db, ProjectCreate(name=PROJECT_NAME, guidelines=GUIDELINES, k_min=4, k_max=5), None)
         result.actions.append(f"created project {PROJECT_NAME!r} (id {project.id})")

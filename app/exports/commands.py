@@ -7,8 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session
 
 from app.console import JsonFlag, emit, fail
+from app.db import create_db_engine
+from app.exports.schemas import ExportOptions
+from app.projects import service as projects
+from app.settings import get_settings
 
 
 def register(cli: typer.Typer) -> None:
@@ -43,13 +48,7 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Export a project's data (one consistent snapshot, streamed with constant memory)."""
-        from sqlalchemy.orm import Session
-
-        from app.db import create_db_engine
-        from app.exports import service
-        from app.exports.schemas import ExportOptions
-        from app.projects import service as projects
-        from app.settings import get_settings
+        from app.exports import service  # lazy: imports pyarrow (parquet), kept out of CLI start-up
 
         if bundle is None and output is None:
             fail("give -o PATH (or '-' for stdout) or --bundle DIR")

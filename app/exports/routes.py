@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -24,38 +24,23 @@ from app.exports.schemas import (
     ExportQuery,
 )
 from app.models import Project
-from app.projects import service as projects
-from app.web.paths import Id
+from app.projects.deps import PathProject
 from app.web.templating import render
 
 router = APIRouter(tags=["exports"])
 
 
-def _project(db: Session, project_id: int) -> Project:
-    try:
-        return projects.get(db, project_id)
-    except projects.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
-
-
-def _download(request: Request, db: Session, project_id: int, query: ExportQuery) -> StreamingResponse:
-    project = _project(db, project_id)
+def _download(request: Request, db: Session, project: Project, query: ExportQuery) -> StreamingResponse:
     model_version = query.model_version
-    try:
-        if model_version and not model_version.strip().isdigit():
-            raise service.ExportError("model_version must be a model version id")
-        version = int(model_version) if model_version else None
-        filters = service.resolve_filters(db, project.id, query.since, query.annotator, version,
-                                          humans_only=query.humans_only, trained_version=query.trained_version)
-    except service.ExportError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    if model_version and not model_version.strip().isdigit():
+        raise service.ExportError("model_version must be a model version id")
+    version = int(model_version) if model_version else None
+    filters = service.resolve_filters(db, project.id, query.since, query.annotator, version,
+                                      humans_only=query.humans_only, trained_version=query.trained_version)
     engine = request.app.state.engine
     kind, fmt = query.kind, query.format
     options = ExportOptions(margin_column=query.margin_column, flatten_chat=query.flatten_chat)
-    try:
-        service.ensure_exportable(engine, project.id, kind, fmt, options, filters)  # before the first byte is sent
-    except service.ExportError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    service.ensure_exportable(engine, project.id, kind, fmt, options, filters)  # before the first byte is sent
     body = service.stream_export(engine, project.id, kind, fmt, filters, options)
     file_name = f"prefloop-project-{project.id}-{kind}.{EXTENSIONS[fmt]}"
     logging.getLogger("prefloop.exports").info("export of project %s served: %s as %s", project.id, kind, fmt, extra={
@@ -71,19 +56,18 @@ def _download(request: Request, db: Session, project_id: int, query: ExportQuery
 
 
 @router.get("/projects/{project_id}/export", response_class=HTMLResponse)
-def export_page(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
-    project = _project(db, project_id)
+def export_page(request: Request, _admin: CurrentAdmin, project: PathProject) -> Response:
     return render(request, "exports/page.html", {"project": project, "kinds": KINDS, "formats": FORMATS})
 
 
 @router.get("/projects/{project_id}/export/download")
-def export_download(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin,
+def export_download(request: Request, db: DbSession, _admin: CurrentAdmin, project: PathProject,
                     query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
-    return _download(request, db, project_id, query)
+    return _download(request, db, project, query)
 
 
 @router.get("/api/projects/{project_id}/export")
-def api_export(request: Request, project_id: Id, db: DbSession, _admin: ApiAdmin,
+def api_export(request: Request, db: DbSession, _admin: ApiAdmin, project: PathProject,
                query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
     """Stream one export (kind × format) of the project, from one snapshot."""
-    return _download(request, db, project_id, query)
+    return _download(request, db, project, query)

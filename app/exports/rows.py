@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from app.exports import queries
 from app.exports.provenance import labeler
 from app.exports.schemas import ExportFilters, ExportOptions
+from app.models import Project
+from app.quality.service import consensus_export_rows
 
 Message = dict[str, str]
 BATCH = 500
@@ -216,9 +218,6 @@ def consensus(conn: Connection, project_id: int, filters: ExportFilters, shaper:
               options: ExportOptions) -> Iterator[dict[str, Any]]:
     """The consensus subset (app.quality): one row per prompt with >= 2 human rankings, with the trust-weighted
     ranked-pairs order and Bradley-Terry scores. Filters do not apply: a consensus needs all its rankings."""
-    from app.models import Project
-    from app.quality.service import consensus_export_rows
-
     with Session(bind=conn) as db:
         project = db.get(Project, project_id)
         if project is None:

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth
+from app.errors import Invalid
 from app.exports import pg_copy, queries
 from app.exports.columns import schema_for
 from app.exports.rows import BUILDERS, FlatChatShaper, PromptShaper
@@ -30,8 +31,8 @@ BATCH_ROWS = 5000
 BUNDLE_FORMATS = ("parquet", "jsonl")
 
 
-class ExportError(ValueError):
-    """An export request that cannot be honoured (bad filter, unknown kind, unwritable target)."""
+class ExportError(Invalid, ValueError):
+    """An export request that cannot be honoured (bad filter, unknown kind, unwritable target); a 400."""
 
 
 @dataclass

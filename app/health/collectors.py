@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.health import queries
 from app.models import utcnow
-from app.models.jobs import JOB_STATUSES
+from app.models.enums import JobStatus, VersionKind
 
 log = logging.getLogger("prefloop.metrics")
 
@@ -67,7 +67,7 @@ class DatabaseCollector(Collector):
                                  labels=["kind", "status"])
         counts = {(kind, status): n for kind, status, n in queries.job_counts(db)}
         for kind in sorted({kind for kind, _ in counts}):
-            for status in JOB_STATUSES:  # every status of a kind seen, zeros included, so rates stay defined
+            for status in JobStatus:  # every status of a kind seen, zeros included, so rates stay defined
                 jobs.add_metric([kind, status], counts.get((kind, status), 0))
         yield jobs
 
@@ -92,9 +92,9 @@ class DatabaseCollector(Collector):
         kl = GaugeMetricFamily("prefloop_policy_kl", "KL to the reference of each project's newest trained policy",
                                labels=["project_id"])
         for project_id, kind, metrics in sorted(queries.latest_trained_versions(db)):
-            if kind == "reward" and (value := _float(metrics.get("heldout_accuracy"))) is not None:
+            if kind == VersionKind.REWARD and (value := _float(metrics.get("heldout_accuracy"))) is not None:
                 accuracy.add_metric([str(project_id)], value)
-            if kind == "policy" and (value := _float(metrics.get("kl"))) is not None:
+            if kind == VersionKind.POLICY and (value := _float(metrics.get("kl"))) is not None:
                 kl.add_metric([str(project_id)], value)
         yield accuracy
         yield kl

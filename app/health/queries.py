@@ -1,14 +1,21 @@
-"""The SELECTs /metrics runs at scrape time: each one aggregate, bounded by the number of kinds or projects."""
+"""The SELECTs /metrics runs at scrape time (each one aggregate, bounded by the number of kinds or projects),
+and the trivial one /readyz sends to see that the database answers."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from app.models import Job, ModelVersion, Ranking
+from app.models.enums import JobStatus, VersionStatus
+
+
+def ping(conn: Connection) -> None:
+    """One round trip that touches no table: raises SQLAlchemyError when the database does not answer."""
+    conn.execute(text("SELECT 1"))
 
 
 def job_counts(db: Session) -> list[tuple[str, str, int]]:
@@ -19,7 +26,7 @@ def job_counts(db: Session) -> list[tuple[str, str, int]]:
 
 def oldest_running_heartbeat(db: Session) -> datetime | None:
     """The oldest heartbeat (or start) among running jobs; None when nothing runs."""
-    return db.scalar(select(func.min(func.coalesce(Job.heartbeat_at, Job.started_at))).where(Job.status == "running"))
+    return db.scalar(select(func.min(func.coalesce(Job.heartbeat_at, Job.started_at))).where(Job.status == JobStatus.RUNNING))
 
 
 def ranking_count(db: Session) -> int:
@@ -38,7 +45,7 @@ def latest_trained_versions(db: Session) -> list[tuple[int, str, dict[str, Any]]
     """(project id, kind, metrics) of each project's newest reward and policy version that finished training."""
     newest = (
         select(func.max(ModelVersion.id).label("id"))
-        .where(ModelVersion.status != "training")
+        .where(ModelVersion.status != VersionStatus.TRAINING)
         .group_by(ModelVersion.project_id, ModelVersion.kind)
         .subquery()
     )
@@ -52,7 +59,7 @@ def recent_durations(db: Session, limit: int) -> list[tuple[str, float]]:
     """(kind, seconds from start to finish) of the `limit` jobs that succeeded last."""
     stmt = (
         select(Job.kind, Job.started_at, Job.finished_at)
-        .where(Job.status == "succeeded", Job.started_at.is_not(None), Job.finished_at.is_not(None))
+        .where(Job.status == JobStatus.SUCCEEDED, Job.started_at.is_not(None), Job.finished_at.is_not(None))
         .order_by(Job.finished_at.desc())
         .limit(limit)
     )

@@ -12,12 +12,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.deps import require_operator
 from app.health.collectors import DatabaseCollector
-from app.migrate import is_at_head
+from app.health.readiness import database_at_head
 from app.settings import prometheus_multiproc_dir
 from app.web.metrics import exposition
 
@@ -33,9 +32,7 @@ def livez() -> dict[str, str]:
 def readyz(request: Request) -> Response:
     engine = request.app.state.engine
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        at_head = is_at_head(engine)
+        at_head = database_at_head(engine)
     except SQLAlchemyError as exc:
         return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
     if not at_head:

@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from app.console import JsonFlag, cli_session, emit, fail
+from app.imports.schemas import ImportOptions
+from app.imports.service import run_import
+from app.projects import service as projects
 
 
 def register(cli: typer.Typer) -> None:
@@ -32,12 +36,6 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Import FILE into PROJECT: all records or none; every bad line is listed."""
-        from pydantic import ValidationError
-
-        from app.imports.schemas import ImportOptions
-        from app.imports.service import run_import
-        from app.projects import service as projects
-
         try:
             options = ImportOptions(
                 format=file_format,

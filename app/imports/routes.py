@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -15,6 +15,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
+from app.errors import Unprocessable
 from app.imports import preview, service
 from app.imports.runner import ImportRunner, Progress
 from app.imports.schemas import ImportOptions, ImportOutcome, ImportProgressOut, ImportStarted, ImportStatus
@@ -39,7 +40,11 @@ class ImportFields(BaseModel):
 
 
 def _options(values: dict[str, str]) -> ImportOptions:
-    return ImportOptions.model_validate({k: v for k, v in values.items() if v})
+    """The import options given; options that do not validate are Unprocessable (422), naming each problem."""
+    try:
+        return ImportOptions.model_validate({k: v for k, v in values.items() if v})
+    except ValidationError as exc:
+        raise Unprocessable(_options_error(exc)) from exc
 
 
 def _options_error(exc: ValidationError) -> str:
@@ -113,8 +118,8 @@ def upload(
                       status_code=400)
     try:
         options = _options(values)
-    except ValidationError as exc:
-        return render(request, "imports/upload.html", _page(db, project, None, _options_error(exc), values),
+    except Unprocessable as exc:  # shown on the form page again, as a 400
+        return render(request, "imports/upload.html", _page(db, project, None, str(exc), values),
                       status_code=400)
     record = _queue(request, db, project, file, options, admin, background)
     return render(request, "imports/upload.html", _page(db, project, record, None, values, request),
@@ -160,10 +165,7 @@ def api_import(
     """Start importing a file: 202 at once with the import's id and status URL (poll it until `status` is
     `succeeded` or `failed`; a failed import lists every bad line and imported nothing)."""
     project = projects.get(db, project_id)
-    try:
-        options = _options(fields.model_dump())
-    except ValidationError as exc:
-        raise HTTPException(status_code=422, detail=_options_error(exc)) from exc
+    options = _options(fields.model_dump())
     record = _queue(request, db, project, file, options, admin, background)
     url = f"/api/projects/{project.id}/imports/{record.id}"
     body = ImportStarted(import_id=record.id, status="running", file_name=record.file_name,

@@ -10,8 +10,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Job, JobEvent
-
-ACTIVE = ("queued", "running")
+from app.models.enums import ACTIVE_JOB_STATUSES, JobStatus
 
 
 def get(db: Session, job_id: int) -> Job | None:
@@ -26,11 +25,11 @@ def get_for_update(db: Session, job_id: int) -> Job | None:
 def active_job(db: Session, project_id: int | None, kind: str) -> Job | None:
     """The queued or running job of (project, kind), if any (the partial unique index allows one)."""
     where = Job.project_id.is_(None) if project_id is None else Job.project_id == project_id
-    return db.scalars(select(Job).where(where, Job.kind == kind, Job.status.in_(ACTIVE))).first()
+    return db.scalars(select(Job).where(where, Job.kind == kind, Job.status.in_(ACTIVE_JOB_STATUSES))).first()
 
 
 def active_jobs_of(db: Session, project_id: int) -> list[Job]:
-    return list(db.scalars(select(Job).where(Job.project_id == project_id, Job.status.in_(ACTIVE))))
+    return list(db.scalars(select(Job).where(Job.project_id == project_id, Job.status.in_(ACTIVE_JOB_STATUSES))))
 
 
 def add(db: Session, row: Job | JobEvent) -> None:
@@ -40,7 +39,7 @@ def add(db: Session, row: Job | JobEvent) -> None:
 
 def next_ready_ids(db: Session, now: datetime, kinds: Sequence[str] | None, limit: int = 5) -> list[int]:
     """Ids of queued jobs that are due, oldest first (SQLite claim path: try each with a guarded UPDATE)."""
-    stmt = select(Job.id).where(Job.status == "queued", Job.scheduled_at <= now)
+    stmt = select(Job.id).where(Job.status == JobStatus.QUEUED, Job.scheduled_at <= now)
     if kinds:
         stmt = stmt.where(Job.kind.in_(kinds))
     return list(db.scalars(stmt.order_by(Job.scheduled_at, Job.id).limit(limit)))
@@ -48,7 +47,7 @@ def next_ready_ids(db: Session, now: datetime, kinds: Sequence[str] | None, limi
 
 def lock_next_ready(db: Session, now: datetime, kinds: Sequence[str] | None) -> Job | None:
     """Postgres claim path: the oldest due job, row-locked, skipping rows other workers hold."""
-    stmt = select(Job).where(Job.status == "queued", Job.scheduled_at <= now)
+    stmt = select(Job).where(Job.status == JobStatus.QUEUED, Job.scheduled_at <= now)
     if kinds:
         stmt = stmt.where(Job.kind.in_(kinds))
     stmt = stmt.order_by(Job.scheduled_at, Job.id).limit(1).with_for_update(skip_locked=True)
@@ -73,7 +72,7 @@ def guarded_update(db: Session, job_id: int, expect: dict[str, Any], values: dic
 
 def stale_running(db: Session, older_than: datetime) -> list[Job]:
     """Running jobs whose last heartbeat (or start) is older than `older_than`, locked where possible."""
-    stmt = select(Job).where(Job.status == "running", Job.heartbeat_at < older_than).order_by(Job.id)
+    stmt = select(Job).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < older_than).order_by(Job.id)
     return list(db.scalars(stmt.with_for_update(skip_locked=True)))
 
 

@@ -28,6 +28,7 @@ from app.jobs.queries import list_jobs as list_jobs
 from app.jobs.schemas import REQUEST_ID_KEY, validate_payload
 from app.logs import current_request_id
 from app.models import Job, JobEvent, utcnow
+from app.models.enums import UNSUCCESSFUL_JOB_STATUSES, JobStatus
 
 log = logging.getLogger("prefloop.jobs")
 
@@ -69,10 +70,10 @@ def _event(db: Session, job: Job | int, from_status: str | None, to_status: str,
 def _transition_name(from_status: str | None, to_status: str) -> str:
     if from_status is None:
         return "queued"
-    if to_status == "running":
-        return "started" if from_status == "queued" else "cancel_requested"
-    if to_status == "queued":
-        return "retried" if from_status in ("failed", "cancelled") else "requeued"
+    if to_status == JobStatus.RUNNING:
+        return "started" if from_status == JobStatus.QUEUED else "cancel_requested"
+    if to_status == JobStatus.QUEUED:
+        return "retried" if from_status in UNSUCCESSFUL_JOB_STATUSES else "requeued"
     return to_status
 
 
@@ -89,7 +90,7 @@ def _log_transition(job: Job | None, job_id: int, from_status: str | None, to_st
     if request_id:
         fields["request_id"] = request_id
     first_line = message.splitlines()[0][:300] if message else ""
-    level = logging.WARNING if to_status == "failed" else logging.INFO
+    level = logging.WARNING if to_status == JobStatus.FAILED else logging.INFO
     log.log(level, "job %s (%s) %s%s", job_id, kind, name, f": {first_line}" if first_line else "", extra=fields)
 
 
@@ -128,7 +129,7 @@ def enqueue(
     if existing is not None:
         return existing, False
     now = now or utcnow()
-    job = Job(kind=kind, project_id=project_id, payload=data, status="queued", attempts=0,
+    job = Job(kind=kind, project_id=project_id, payload=data, status=JobStatus.QUEUED, attempts=0,
               max_attempts=max(1, max_attempts), scheduled_at=now + timedelta(seconds=delay_seconds),
               parent_id=parent_id, created_at=now, progress=0.0, progress_message="")
     try:
@@ -139,27 +140,29 @@ def enqueue(
         if winner is None:
             raise
         return winner, False
-    _event(db, job, None, "queued", None, "enqueued" + (f" after job {parent_id}" if parent_id else ""))
+    _event(db, job, None, JobStatus.QUEUED, None, "enqueued" + (f" after job {parent_id}" if parent_id else ""))
     return job, True
 
 
 def claim(db: Session, worker_id: str, *, kinds: Sequence[str] | None = None, now: datetime | None = None) -> Job | None:
     """Take the oldest due queued job for `worker_id` (status running, attempts + 1), or None."""
     now = now or utcnow()
-    values = {"status": "running", "worker_id": worker_id, "heartbeat_at": now, "started_at": now,
+    values = {"status": JobStatus.RUNNING, "worker_id": worker_id, "heartbeat_at": now, "started_at": now,
               "attempts": Job.attempts + 1, "error": None}
     if db.get_bind().dialect.name == "postgresql":
         job = queries.lock_next_ready(db, now, kinds)
         if job is None:
             return None
-        queries.guarded_update(db, job.id, {"status": "queued"}, values)
-        _event(db, job, "queued", "running", worker_id, f"attempt {job.attempts} of {job.max_attempts}")
+        queries.guarded_update(db, job.id, {"status": JobStatus.QUEUED}, values)
+        _event(db, job, JobStatus.QUEUED, JobStatus.RUNNING, worker_id,
+               f"attempt {job.attempts} of {job.max_attempts}")
         return job
     for job_id in queries.next_ready_ids(db, now, kinds):
-        if queries.guarded_update(db, job_id, {"status": "queued"}, values):
+        if queries.guarded_update(db, job_id, {"status": JobStatus.QUEUED}, values):
             job = queries.get(db, job_id)
             assert job is not None
-            _event(db, job, "queued", "running", worker_id, f"attempt {job.attempts} of {job.max_attempts}")
+            _event(db, job, JobStatus.QUEUED, JobStatus.RUNNING, worker_id,
+                   f"attempt {job.attempts} of {job.max_attempts}")
             return job
     return None
 
@@ -174,7 +177,7 @@ def heartbeat(
         values["progress"] = min(max(float(progress), 0.0), 1.0)
     if message is not None:
         values["progress_message"] = message[:_MESSAGE_LIMIT]
-    alive = queries.guarded_update(db, job_id, {"status": "running", "worker_id": worker_id}, values)
+    alive = queries.guarded_update(db, job_id, {"status": JobStatus.RUNNING, "worker_id": worker_id}, values)
     job = queries.get(db, job_id)
     return HeartbeatStatus(alive=alive, cancel_requested=bool(job is not None and job.cancel_requested))
 
@@ -185,22 +188,22 @@ def set_payload(db: Session, job_id: int, worker_id: str, payload: dict[str, Any
     if job is None:
         return False
     data = validate_payload(job.kind, {**job.payload, **payload})
-    return queries.guarded_update(db, job_id, {"status": "running", "worker_id": worker_id}, {"payload": data})
+    return queries.guarded_update(db, job_id, {"status": JobStatus.RUNNING, "worker_id": worker_id}, {"payload": data})
 
 
 def _worker_transition(db: Session, job_id: int, worker_id: str, to_status: str, values: dict[str, Any],
                        message: str) -> bool:
-    if not queries.guarded_update(db, job_id, {"status": "running", "worker_id": worker_id},
+    if not queries.guarded_update(db, job_id, {"status": JobStatus.RUNNING, "worker_id": worker_id},
                                   {"status": to_status, **values}):
         return False
-    _event(db, job_id, "running", to_status, worker_id, message)
+    _event(db, job_id, JobStatus.RUNNING, to_status, worker_id, message)
     return True
 
 
 def finish(db: Session, job_id: int, worker_id: str, result: dict[str, Any] | None = None) -> bool:
     """Mark the job succeeded with `result`; False when this worker no longer owns it."""
     now = utcnow()
-    return _worker_transition(db, job_id, worker_id, "succeeded",
+    return _worker_transition(db, job_id, worker_id, JobStatus.SUCCEEDED,
                               {"result": result or {}, "finished_at": now, "progress": 1.0, "heartbeat_at": now},
                               "succeeded")
 
@@ -219,40 +222,40 @@ def fail(
     if retryable and job.attempts < job.max_attempts and not job.cancel_requested:
         delay = backoff_seconds(job.attempts)
         ok = _worker_transition(
-            db, job_id, worker_id, "queued",
+            db, job_id, worker_id, JobStatus.QUEUED,
             {"error": error, "worker_id": None, "scheduled_at": now + timedelta(seconds=delay)},
             f"attempt {job.attempts} failed, retry in {delay:.0f}s: {error}",
         )
-        return "queued" if ok else None
-    status = "cancelled" if job.cancel_requested else "failed"
+        return JobStatus.QUEUED if ok else None
+    status = JobStatus.CANCELLED if job.cancel_requested else JobStatus.FAILED
     ok = _worker_transition(db, job_id, worker_id, status, {"error": error, "finished_at": now}, error)
     return status if ok else None
 
 
 def release(db: Session, job_id: int, worker_id: str, message: str = "worker shut down") -> bool:
     """Give a running job back to the queue at once (graceful shutdown): this attempt does not count."""
-    return _worker_transition(db, job_id, worker_id, "queued",
+    return _worker_transition(db, job_id, worker_id, JobStatus.QUEUED,
                               {"worker_id": None, "attempts": Job.attempts - 1, "scheduled_at": utcnow()}, message)
 
 
 def mark_cancelled(db: Session, job_id: int, worker_id: str, message: str = "cancelled while running") -> bool:
     """The handler stopped because cancel was requested: the job ends cancelled."""
-    return _worker_transition(db, job_id, worker_id, "cancelled", {"finished_at": utcnow()}, message)
+    return _worker_transition(db, job_id, worker_id, JobStatus.CANCELLED, {"finished_at": utcnow()}, message)
 
 
 def cancel(db: Session, job_id: int, by: str = "") -> Job:
     """Cancel: a queued job at once; a running job gets `cancel_requested` and stops at its next check."""
     job = _get(db, job_id)
     who = f" by {by}" if by else ""
-    if job.status == "queued":
-        job.status, job.finished_at = "cancelled", utcnow()
+    if job.status == JobStatus.QUEUED:
+        job.status, job.finished_at = JobStatus.CANCELLED, utcnow()
         db.flush()
-        _event(db, job, "queued", "cancelled", None, f"cancelled{who}")
-    elif job.status == "running":
+        _event(db, job, JobStatus.QUEUED, JobStatus.CANCELLED, None, f"cancelled{who}")
+    elif job.status == JobStatus.RUNNING:
         if not job.cancel_requested:
             job.cancel_requested = True
             db.flush()
-            _event(db, job, "running", "running", job.worker_id, f"cancel requested{who}")
+            _event(db, job, JobStatus.RUNNING, JobStatus.RUNNING, job.worker_id, f"cancel requested{who}")
     else:
         raise JobError(f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
     return job
@@ -261,19 +264,19 @@ def cancel(db: Session, job_id: int, by: str = "") -> Job:
 def retry(db: Session, job_id: int, by: str = "") -> Job:
     """Queue a failed or cancelled job again (fresh attempts, same payload, so the same data watermark)."""
     job = _get(db, job_id)
-    if job.status not in ("failed", "cancelled"):
+    if job.status not in UNSUCCESSFUL_JOB_STATUSES:
         raise JobError(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
     if queries.active_job(db, job.project_id, job.kind) is not None:
         raise JobError(f"another {job.kind} job of this project is already queued or running")
     previous = job.status
     try:
         with db.begin_nested():
-            job.status, job.attempts, job.cancel_requested = "queued", 0, False
+            job.status, job.attempts, job.cancel_requested = JobStatus.QUEUED, 0, False
             job.scheduled_at, job.finished_at, job.worker_id = utcnow(), None, None
             db.flush()
     except IntegrityError as exc:
         raise JobError(f"another {job.kind} job of this project is already queued or running") from exc
-    _event(db, job, previous, "queued", None, "retried" + (f" by {by}" if by else ""))
+    _event(db, job, previous, JobStatus.QUEUED, None, "retried" + (f" by {by}" if by else ""))
     return job
 
 
@@ -289,12 +292,13 @@ def requeue_stale(db: Session, stale_seconds: float, *, now: datetime | None = N
         seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
         why = f"heartbeat stale (last {seen}, worker {dead_worker})"
         if job.cancel_requested:
-            to, values = "cancelled", {"finished_at": now, "error": why}
+            to, values = JobStatus.CANCELLED, {"finished_at": now, "error": why}
         elif job.attempts >= job.max_attempts:
-            to, values = "failed", {"finished_at": now, "error": f"{why}; {job.attempts} attempts used"}
+            to, values = JobStatus.FAILED, {"finished_at": now, "error": f"{why}; {job.attempts} attempts used"}
         else:
-            to, values = "queued", {"worker_id": None, "scheduled_at": now, "error": why}
-        if queries.guarded_update(db, job.id, {"status": "running", "worker_id": dead_worker}, {"status": to, **values}):
-            _event(db, job.id, "running", to, dead_worker, why)
+            to, values = JobStatus.QUEUED, {"worker_id": None, "scheduled_at": now, "error": why}
+        expect = {"status": JobStatus.RUNNING, "worker_id": dead_worker}
+        if queries.guarded_update(db, job.id, expect, {"status": to, **values}):
+            _event(db, job.id, JobStatus.RUNNING, to, dead_worker, why)
             touched.append(job.id)
     return touched

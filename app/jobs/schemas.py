@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-JOB_KINDS = ("sample_completions", "train_reward_model", "train_policy", "score_prompts", "train_sft")
+from app.models.enums import JobKind
 
 
 class JobPayloadError(ValueError):
@@ -65,11 +65,11 @@ class ScorePromptsPayload(BaseModel):
 
 
 PAYLOADS: dict[str, type[BaseModel]] = {
-    "sample_completions": SampleCompletionsPayload,
-    "train_reward_model": TrainRewardModelPayload,
-    "train_policy": TrainPolicyPayload,
-    "score_prompts": ScorePromptsPayload,
-    "train_sft": TrainSftPayload,
+    JobKind.SAMPLE_COMPLETIONS: SampleCompletionsPayload,
+    JobKind.TRAIN_REWARD_MODEL: TrainRewardModelPayload,
+    JobKind.TRAIN_POLICY: TrainPolicyPayload,
+    JobKind.SCORE_PROMPTS: ScorePromptsPayload,
+    JobKind.TRAIN_SFT: TrainSftPayload,
 }
 
 
@@ -81,7 +81,7 @@ def validate_payload(kind: str, payload: dict[str, Any] | None) -> dict[str, Any
     """The payload as stored: validated against its kind's model, defaults filled in, plus `request_id`."""
     model = PAYLOADS.get(kind)
     if model is None:
-        raise JobPayloadError(f"unknown job kind {kind!r} (known: {', '.join(JOB_KINDS)})")
+        raise JobPayloadError(f"unknown job kind {kind!r} (known: {', '.join(JobKind)})")
     fields, request_id = split_request_id(payload)
     try:
         data = model.model_validate(fields).model_dump(mode="json")

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from app.auth.deps import ApiUser, DbSession
 from app.labeling import service
-from app.labeling.errors import Conflict, LabelingError
+from app.labeling.errors import Invalid, LabelingError
 from app.labeling.schemas import HeartbeatOut, RankingIn, SkipIn, TaskOut
+from app.web.errors import error_response
 from app.web.paths import Id
 
 router = APIRouter(prefix="/api", tags=["labeling"])
@@ -34,23 +34,22 @@ async def ranking_body(request: Request) -> RankingIn:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise HTTPException(status_code=400, detail=f"{where}: {first['msg']}") from exc
+        raise Invalid(f"{where}: {first['msg']}") from exc
     except ValueError as exc:
-        raise HTTPException(status_code=400, detail=f"invalid JSON body: {exc}") from exc
+        raise Invalid(f"invalid JSON body: {exc}") from exc
     for field in ("ranks", "flags", "likert"):
         keys = list((raw.get(field) or {}).keys()) if isinstance(raw, dict) else []
         if len({int(k) for k in keys}) != len(keys):
-            raise HTTPException(status_code=400, detail=f"{field}: a completion id appears twice")
+            raise Invalid(f"{field}: a completion id appears twice")
     return data
 
 
-def _error(exc: LabelingError) -> JSONResponse:
-    """The RFC 9457 problem document every API error is (app.web.errors), plus the echoed ranking on a 409."""
-    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(exc.status).phrase, "status": exc.status,
-                            "detail": str(exc)}
-    if isinstance(exc, Conflict) and exc.echo is not None:
-        body["ranking"] = exc.echo
-    return JSONResponse(body, status_code=exc.status, media_type="application/problem+json")
+def _error(request: Request, exc: LabelingError) -> Response:
+    """The problem document app.web.errors makes of every domain error (with the echoed ranking on a 409),
+    answered rather than raised: what the service wrote before refusing (a lease it found expired) is
+    committed, as on the ranking pages."""
+    return error_response(request, exc.status, str(exc) or exc.title, exc.headers or None, title=exc.title,
+                          extra=exc.problem_fields())
 
 
 @router.get(
@@ -58,11 +57,11 @@ def _error(exc: LabelingError) -> JSONResponse:
     response_model=TaskOut,
     responses={204: {"description": "nothing left"}},
 )
-def next_task(project_id: Id, db: DbSession, user: ApiUser) -> Response | TaskOut:
+def next_task(request: Request, project_id: Id, db: DbSession, user: ApiUser) -> Response | TaskOut:
     try:
         _project, task = service.claim_next(db, project_id, user)
     except LabelingError as exc:
-        return _error(exc)
+        return _error(request, exc)
     if task is None:
         return Response(status_code=204)
     return service.task_out(task)
@@ -80,11 +79,12 @@ def submit_ranking(
     try:
         return JSONResponse(service.submit(db, user, assignment_id, data, client))
     except LabelingError as exc:
-        return _error(exc)
+        return _error(request, exc)
 
 
 @router.put("/assignments/{assignment_id}/ranking")
 def revise_ranking(
+    request: Request,
     assignment_id: Id,
     db: DbSession,
     user: ApiUser,
@@ -95,22 +95,22 @@ def revise_ranking(
     try:
         return JSONResponse(service.revise(db, user, assignment_id, data))
     except LabelingError as exc:
-        return _error(exc)
+        return _error(request, exc)
 
 
 @router.post("/assignments/{assignment_id}/skip")
-def skip(assignment_id: Id, body: SkipIn, db: DbSession, user: ApiUser) -> Response:
+def skip(request: Request, assignment_id: Id, body: SkipIn, db: DbSession, user: ApiUser) -> Response:
     try:
         row = service.skip(db, user, assignment_id, body.reason)
     except LabelingError as exc:
-        return _error(exc)
+        return _error(request, exc)
     return JSONResponse({"assignment_id": row.id, "status": row.status})
 
 
 @router.post("/assignments/{assignment_id}/heartbeat", response_model=HeartbeatOut)
-def heartbeat(assignment_id: Id, db: DbSession, user: ApiUser) -> Response | HeartbeatOut:
+def heartbeat(request: Request, assignment_id: Id, db: DbSession, user: ApiUser) -> Response | HeartbeatOut:
     try:
         expires = service.heartbeat(db, user, assignment_id)
     except LabelingError as exc:
-        return _error(exc)
+        return _error(request, exc)
     return HeartbeatOut(assignment_id=assignment_id, lease_expires_at=expires)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Comparison, Project, Ranking, Slot, User, utcnow
+from app.labeling import queries
+from app.models import Comparison, Project, utcnow
 
 
 def annotator_progress(
@@ -20,18 +20,9 @@ def annotator_progress(
     """Rankings by this annotator today and in total, and the project's done/target slot counts."""
     now = now or utcnow()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    today, mine = db.execute(
-        select(
-            func.coalesce(func.sum(case((Ranking.created_at >= midnight, 1), else_=0)), 0),
-            func.count(),
-        ).where(Ranking.project_id == project.id, Ranking.annotator_id == user_id)
-    ).one()
-    done, target = db.execute(
-        select(func.coalesce(func.sum(case((Slot.status == "done", 1), else_=0)), 0), func.count()).where(
-            Slot.project_id == project.id
-        )
-    ).one()
-    return {"today": int(today), "mine": int(mine), "done": int(done), "target": int(target)}
+    today, mine = queries.annotator_ranking_counts(db, project.id, user_id, midnight)
+    done, target = queries.slot_counts(db, project.id)
+    return {"today": today, "mine": mine, "done": done, "target": target}
 
 
 @dataclass
@@ -48,50 +39,22 @@ class ProjectProgress:
     per_day: list[tuple[str, int]] = field(default_factory=list)
 
 
-def _prompt_states(db: Session, project: Project, now: datetime) -> tuple[int, int, int]:
-    live = and_(Slot.status == "leased", Slot.lease_expires_at >= now)
-    per_prompt = (
-        select(
-            Slot.prompt_id,
-            func.sum(case((Slot.status == "done", 1), else_=0)).label("done"),
-            func.sum(case((live, 1), else_=0)).label("live"),
-            func.count().label("n"),
-        )
-        .where(Slot.project_id == project.id)
-        .group_by(Slot.prompt_id)
-        .subquery()
-    )
-    done, in_progress, needing = db.execute(
-        select(
-            func.coalesce(func.sum(case((per_prompt.c.done == per_prompt.c.n, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((per_prompt.c.live > 0, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((per_prompt.c.done < per_prompt.c.n, 1), else_=0)), 0),
-        )
-    ).one()
-    return int(needing), int(in_progress), int(done)
-
-
 def project_progress(db: Session, project: Project, days: int = 30, recent: int = 10) -> ProjectProgress:
     """Prompt states, per-annotator counts and median time, recent rankings with pairs, rankings per day."""
     now = utcnow()
     out = ProjectProgress()
-    out.needing, out.in_progress, out.done = _prompt_states(db, project, now)
+    out.needing, out.in_progress, out.done = queries.prompt_states(db, project.id, now)
     info = annotator_progress(db, project, 0, now)
     out.slots_done, out.slots_total = info["done"], info["target"]
     times: dict[int, list[float]] = defaultdict(list)
     counts: Counter[int] = Counter()
-    rows = db.execute(
-        select(Ranking.annotator_id, Ranking.wall_seconds).where(
-            Ranking.project_id == project.id, Ranking.source == "human"
-        )
-    )
-    for annotator_id, wall in rows:
+    for annotator_id, wall in queries.human_ranking_times(db, project.id):
         if annotator_id is None:
             continue
         counts[annotator_id] += 1
         if wall is not None:
             times[annotator_id].append(float(wall))
-    names = dict(db.execute(select(User.id, User.display_name).where(User.id.in_(list(counts)))).all())
+    names = queries.display_names(db, list(counts))
     out.annotators = [
         {
             "name": names.get(uid, f"user {uid}"),
@@ -100,28 +63,17 @@ def project_progress(db: Session, project: Project, days: int = 30, recent: int 
         }
         for uid, n in counts.most_common()
     ]
-    latest = list(
-        db.scalars(
-            select(Ranking).where(Ranking.project_id == project.id).order_by(Ranking.id.desc()).limit(recent)
-        )
-    )
+    latest = queries.latest_rankings(db, project.id, recent)
     pairs: dict[int, list[Comparison]] = defaultdict(list)
     if latest:
-        for comparison in db.scalars(
-            select(Comparison)
-            .where(Comparison.ranking_id.in_([r.id for r in latest]))
-            .order_by(Comparison.id)
-        ):
+        for comparison in queries.comparisons_of(db, [r.id for r in latest]):
             pairs[comparison.ranking_id or 0].append(comparison)
     out.recent = [
         {"ranking": r, "annotator": names.get(r.annotator_id or 0, "—"), "pairs": pairs[r.id]} for r in latest
     ]
     since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     day_counts: Counter[str] = Counter(
-        created.date().isoformat()
-        for created in db.scalars(
-            select(Ranking.created_at).where(Ranking.project_id == project.id, Ranking.created_at >= since)
-        )
+        created.date().isoformat() for created in queries.ranking_times_since(db, project.id, since)
     )
     out.per_day = [
         (

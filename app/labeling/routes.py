@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
@@ -13,7 +13,7 @@ from app.labeling import assignment as tasks
 from app.labeling import progress, service
 from app.labeling.errors import Conflict, Invalid, LabelingError, NotFound
 from app.labeling.forms import ranking_from_form
-from app.models import Project, User
+from app.models import Assignment, Project, User
 from app.projects.service import settings_of
 from app.web.csrf import FORM_MAX_FIELDS, FORM_MAX_FILES, FORM_MAX_PART_SIZE
 from app.web.paths import Id
@@ -51,8 +51,23 @@ async def form_body(request: Request) -> FormData:
 FormBody = Annotated[FormData, Depends(form_body)]
 
 
-def _project(db: DbSession, project_id: int) -> Project:
+def open_project(project_id: Id, db: DbSession) -> Project:
+    """The path's project, open for labeling (an archived one is not found); declared after the user guard."""
     return service.labeling_project(db, project_id)
+
+
+OpenProject = Annotated[Project, Depends(open_project)]
+
+
+def path_assignment(assignment_id: Id, db: DbSession, user: CurrentUser, project: OpenProject) -> Assignment:
+    """The signed-in annotator's own assignment of the path, in the path's project (404 otherwise)."""
+    row = tasks.own_assignment(db, assignment_id, user)
+    if row.project_id != project.id:
+        raise NotFound(f"assignment {assignment_id} not found")
+    return row
+
+
+OwnAssignment = Annotated[Assignment, Depends(path_assignment)]
 
 
 def _url(project: Project, task: tasks.Task | None) -> str:
@@ -107,12 +122,8 @@ def label_page(request: Request, project_id: Id, db: DbSession, user: CurrentUse
 
 @router.get("/projects/{project_id}/label/{assignment_id}", response_class=HTMLResponse)
 def task_page(
-    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser
+    request: Request, db: DbSession, user: CurrentUser, project: OpenProject, row: OwnAssignment
 ) -> Response:
-    project = _project(db, project_id)
-    row = tasks.own_assignment(db, assignment_id, user)
-    if row.project_id != project.id:
-        raise HTTPException(status_code=404, detail=f"assignment {assignment_id} not found")
     if tasks.is_live(row):
         return _page(request, db, project, user, tasks.load_task(db, row))
     # Back button or an old tab: say what happened to that task and show the current one instead.
@@ -124,16 +135,15 @@ def task_page(
 
 @router.post("/projects/{project_id}/label/{assignment_id}", response_class=HTMLResponse)
 def submit_page(
-    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser, form: FormBody
+    request: Request, assignment_id: Id, db: DbSession, user: CurrentUser, project: OpenProject, form: FormBody
 ) -> Response:
-    project = _project(db, project_id)
     try:
         row = tasks.own_assignment(db, assignment_id, user)
         data = ranking_from_form(form, row.shown_completion_ids)
         client = {"user_agent": request.headers.get("user-agent", "")[:300], "via": "page"}
         service.submit(db, user, assignment_id, data, client)
-    except NotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except NotFound:
+        raise  # the error page, not the form
     except Conflict as exc:
         return _conflict_page(request, db, project, user, row.shown_completion_ids, exc)
     except LabelingError as exc:
@@ -165,10 +175,9 @@ def _conflict_page(
 
 @router.get("/projects/{project_id}/label/{assignment_id}/edit", response_class=HTMLResponse)
 def edit_page(
-    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser
+    request: Request, assignment_id: Id, db: DbSession, user: CurrentUser, project: OpenProject
 ) -> Response:
     """The annotator's last submitted ranking, reopened as it was stored, while its edit window lasts."""
-    project = _project(db, project_id)
     try:
         task, said = service.open_for_edit(db, project, user, assignment_id)
     except Conflict as exc:
@@ -179,14 +188,11 @@ def edit_page(
 
 @router.post("/projects/{project_id}/label/{assignment_id}/edit", response_class=HTMLResponse)
 def revise_page(
-    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser, form: FormBody
+    request: Request, assignment_id: Id, db: DbSession, user: CurrentUser, project: OpenProject,
+    row: OwnAssignment, form: FormBody,
 ) -> Response:
     """Store the changed ranking as its next version; refused (409, input shown back) once the window closed
     or the ranking has trained a model."""
-    project = _project(db, project_id)
-    row = tasks.own_assignment(db, assignment_id, user)
-    if row.project_id != project.id:
-        raise NotFound(f"assignment {assignment_id} not found")
     try:
         data = ranking_from_form(form, row.shown_completion_ids)
         result = service.revise(db, user, assignment_id, data)
@@ -208,14 +214,13 @@ def revise_page(
 
 @router.post("/projects/{project_id}/label/{assignment_id}/skip", response_class=HTMLResponse)
 def skip_page(
-    request: Request, project_id: Id, assignment_id: Id, db: DbSession, user: CurrentUser, form: FormBody
+    request: Request, assignment_id: Id, db: DbSession, user: CurrentUser, project: OpenProject, form: FormBody
 ) -> Response:
-    project = _project(db, project_id)
     reason = form.get("reason")
     try:
         service.skip(db, user, assignment_id, reason if isinstance(reason, str) else "")
-    except NotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except NotFound:
+        raise  # the error page, not the form
     except LabelingError as exc:
         return _page(request, db, project, user, None, status_code=exc.status, error=str(exc))
     if not is_htmx_fragment_request(request):
@@ -233,8 +238,7 @@ def heartbeat_page(project_id: Id, assignment_id: Id, db: DbSession, user: Curre
 
 
 @router.get("/projects/{project_id}/progress", response_class=HTMLResponse)
-def progress_page(request: Request, project_id: Id, db: DbSession, _admin: CurrentAdmin) -> Response:
-    project = _project(db, project_id)
+def progress_page(request: Request, db: DbSession, _admin: CurrentAdmin, project: OpenProject) -> Response:
     stats = progress.project_progress(db, project)
     return render(
         request,

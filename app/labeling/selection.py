@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
+from app.labeling import queries
 from app.models import Project, Prompt, Slot, User
 
 
@@ -70,10 +71,5 @@ def set_priorities(db: Session, project: Project, scores: Mapping[int, float]) -
     """
     changed = 0
     for prompt_id, score in scores.items():
-        result = db.execute(
-            update(Slot)
-            .where(Slot.project_id == project.id, Slot.prompt_id == prompt_id, Slot.status != "done")
-            .values(priority=float(score))
-        )
-        changed += int(getattr(result, "rowcount", 0) or 0)
+        changed += queries.set_open_priority(db, project.id, prompt_id, float(score))
     return changed

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.models import Completion, Project, Prompt, Slot, utcnow
+from app.labeling import queries
+from app.models import Project, utcnow
 
 _BATCH = 1000
 _ID_CHUNK = 10_000  # prompt ids per IN list, well under every driver's bind-parameter limit
@@ -30,35 +29,16 @@ def _eligible(
 ) -> list[tuple[int, float, int]]:
     """(prompt id, prompt priority, existing slot count) for prompts with enough candidates in round
     `round_`; gold excluded."""
-    n_completions = (
-        select(Completion.prompt_id, func.count().label("n"))
-        .where(Completion.round == round_)
-        .group_by(Completion.prompt_id)
-        .subquery()
-    )
-    n_slots = (
-        select(Slot.prompt_id, func.count().label("n"))
-        .where(Slot.round == round_)
-        .group_by(Slot.prompt_id)
-        .subquery()
-    )
-    stmt = (
-        select(Prompt.id, Prompt.priority, func.coalesce(n_slots.c.n, 0))
-        .join(n_completions, n_completions.c.prompt_id == Prompt.id)
-        .outerjoin(n_slots, n_slots.c.prompt_id == Prompt.id)
-        .where(Prompt.project_id == project.id, Prompt.is_gold.is_(False))
-        .where(n_completions.c.n >= min_candidates(project))
-        .where(func.coalesce(n_slots.c.n, 0) < project.annotations_per_prompt)
-    )
+    need, per_prompt = min_candidates(project), project.annotations_per_prompt
     if prompt_ids is None:
-        return [(int(pid), float(priority or 0.0), int(n)) for pid, priority, n in db.execute(stmt)]
+        return queries.eligible_prompts(db, project.id, round_, need, per_prompt)
     # One IN list per chunk: a single list of every imported id overflows the driver's bind-parameter
     # limit (65535 on Postgres, 32766 on SQLite) on large imports, which failed them at the very end.
     ids = list(prompt_ids)
     eligible: list[tuple[int, float, int]] = []
     for start in range(0, len(ids), _ID_CHUNK):
-        chunk = stmt.where(Prompt.id.in_(ids[start : start + _ID_CHUNK]))
-        eligible.extend((int(pid), float(priority or 0.0), int(n)) for pid, priority, n in db.execute(chunk))
+        chunk = ids[start : start + _ID_CHUNK]
+        eligible.extend(queries.eligible_prompts(db, project.id, round_, need, per_prompt, chunk))
     return eligible
 
 
@@ -88,14 +68,7 @@ def ensure_slots(
                     "created_at": now,
                 }
             )
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     created = 0
     for start in range(0, len(rows), _BATCH):
-        stmt = (
-            insert(Slot)
-            .values(rows[start : start + _BATCH])
-            .on_conflict_do_nothing(index_elements=["prompt_id", "round", "slot_index"])
-            .returning(Slot.id)  # rowcount is not reliable for multi-row inserts on every driver
-        )
-        created += len(db.execute(stmt).all())
+        created += queries.insert_slots(db, rows[start : start + _BATCH])
     return created

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.jobs import queue
 from app.models import Job
+from app.models.enums import JobKind, VersionKind
 from app.projects import service as projects
 from app.quality.scoring import enqueue_after_promotion
 from app.registry import queries as registry_queries
@@ -27,20 +28,20 @@ def after_success(db: Session, job: Job) -> Job | None:
     if job.project_id is None:
         return None
     result = job.result or {}
-    if job.kind == "sample_completions":
+    if job.kind == JobKind.SAMPLE_COMPLETIONS:
         return _score_new_candidates(db, job, [int(p) for p in result.get("prompt_ids") or []])
     if not job.payload.get("chain"):
         return None
-    if job.kind == "train_sft":
+    if job.kind == JobKind.TRAIN_SFT:
         return _after_sft(db, job, result.get("version_id"))
-    if job.kind == "train_reward_model":
-        nxt, _ = queue.enqueue(db, "train_policy", job.project_id, {"chain": True}, parent_id=job.id)
+    if job.kind == JobKind.TRAIN_REWARD_MODEL:
+        nxt, _ = queue.enqueue(db, JobKind.TRAIN_POLICY, job.project_id, {"chain": True}, parent_id=job.id)
         return nxt
-    if job.kind == "train_policy":
+    if job.kind == JobKind.TRAIN_POLICY:
         project = projects.get(db, job.project_id)
         payload = {"limit": projects.settings_of(project).schedule.prompts_per_round, "chain": True,
                    "candidate_version_id": result.get("version_id")}
-        nxt, _ = queue.enqueue(db, "sample_completions", job.project_id, payload, parent_id=job.id)
+        nxt, _ = queue.enqueue(db, JobKind.SAMPLE_COMPLETIONS, job.project_id, payload, parent_id=job.id)
         return nxt
     return None
 
@@ -51,14 +52,14 @@ def _after_sft(db: Session, job: Job, version_id: int | None) -> Job:
     assert job.project_id is not None
     if registry_queries.count_comparisons_after(
             db, job.project_id, registry_queries.latest_trained_watermark(db, job.project_id)) > 0:
-        nxt, _ = queue.enqueue(db, "train_reward_model", job.project_id,
+        nxt, _ = queue.enqueue(db, JobKind.TRAIN_REWARD_MODEL, job.project_id,
                                {"chain": True, "requested_by": str(job.payload.get("requested_by") or "")},
                                parent_id=job.id)
         return nxt
     project = projects.get(db, job.project_id)
     payload = {"limit": projects.settings_of(project).schedule.prompts_per_round, "chain": True,
                "candidate_version_id": version_id}
-    nxt, _ = queue.enqueue(db, "sample_completions", job.project_id, payload, parent_id=job.id)
+    nxt, _ = queue.enqueue(db, JobKind.SAMPLE_COMPLETIONS, job.project_id, payload, parent_id=job.id)
     return nxt
 
 
@@ -66,9 +67,9 @@ def _score_new_candidates(db: Session, job: Job, prompt_ids: list[int]) -> Job |
     """Score the prompts a sampling job just wrote with the active reward model, when it is one the loop
     trained (a base model from the settings is not a scorer checkpoint)."""
     assert job.project_id is not None
-    reward = registry.active_version(db, job.project_id, "reward")
+    reward = registry.active_version(db, job.project_id, VersionKind.REWARD)
     if not prompt_ids or reward is None or reward.data_watermark is None or not reward.checkpoint_path:
         return None
-    nxt, _ = queue.enqueue(db, "score_prompts", job.project_id, {"version_id": reward.id, "prompt_ids": prompt_ids},
-                           parent_id=job.id)
+    payload = {"version_id": reward.id, "prompt_ids": prompt_ids}
+    nxt, _ = queue.enqueue(db, JobKind.SCORE_PROMPTS, job.project_id, payload, parent_id=job.id)
     return nxt

@@ -5,12 +5,13 @@ Prompt choice (`choose_prompts`), in this order, never a prompt still being labe
 never a prompt of the project's fixed reward-model test set (held out: app.registry.service.extend_test_set):
 1. never-ranked prompts (no ranking at all: new uploads, or sampled but never rankable), highest
    priority then oldest first;
-2. with `resample`, ranked prompts the reward model is least sure about (mean pairwise entropy of its
-   scores over the prompt's latest candidates, app.quality.active.margin_uncertainty; the active
-   model's scores, else the newest model's that scored them), at most `uncertain_share` of the round;
+2. with `resample`, ranked prompts the reward model is least sure about (the active-selection priority of
+   its scores over the prompt's latest candidates, app.quality.stats.active.prompt_uncertainty: an
+   ensemble's disagreement, else the mean pairwise entropy; the active model's scores, else the newest
+   model's that scored them), at most `uncertain_share` of the round;
 3. with `resample`, ranked prompts people disagree on most (1 - the pairwise agreement between the
-   humans who ranked the same candidates, app.quality.agreement.pairwise_agreement; only prompts with some
-   disagreement), at most `disagreement_share` of the round;
+   humans who ranked the same candidates, app.quality.stats.agreement.pairwise_agreement; only prompts
+   with some disagreement), at most `disagreement_share` of the round;
 4. then ranked prompts sampled least recently (oldest latest completion first).
 A round that the first tiers leave short is filled from the next ones, so a fixed pool keeps turning.
 """

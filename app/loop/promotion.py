@@ -10,7 +10,7 @@ beside the version it replaced, then the Bradley-Terry leaderboard confirms it o
    human rankings order a completion of each (app.loop.queries.rankings_with_both), one Bradley-Terry fit
    over every human ranking of the project (indirect evidence through SFT counts too) with a bootstrap
    over rankings gives the score difference new - incumbent and its 95 % interval
-   (app.quality.leaderboard.head_to_head). A difference >= 0 confirms the version; below 0 people
+   (app.quality.stats.leaderboard.head_to_head). A difference >= 0 confirms the version; below 0 people
    prefer the incumbent, which is re-activated, and the new version is rejected ("rolled_back"). The
    interval is written into the reason, which says whether the evidence is clear (the interval excludes
    0) or only a majority of the M rankings. Rankings that tie the two everywhere leave the gates' verdict.
@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session
 
 from app.loop import queries
 from app.models import ModelVersion, Project
+from app.models.enums import PromotionState
 from app.projects import service as projects
 from app.quality import queries as quality_queries
-from app.quality.leaderboard import HeadToHead, head_to_head, leaderboard
+from app.quality.stats.leaderboard import HeadToHead, head_to_head, leaderboard
 from app.registry import service as registry
 
 N_BOOTSTRAP = 200
@@ -138,7 +139,7 @@ def check(db: Session, project: Project) -> Verdict | None:
     if incumbent is None:
         reason = "confirmed without people: the version it replaced no longer exists"
         registry.confirm_by_people(db, version, reason)
-        return Verdict(version.id, version.name, None, registry.CONFIRMED, reason)
+        return Verdict(version.id, version.name, None, PromotionState.CONFIRMED, reason)
     records = quality_queries.load_records(db, project.id)
     head = head_to_head(records, version.name, incumbent.name, n_bootstrap=N_BOOTSTRAP, seed=version.id, level=LEVEL)
     confirmed, reason = decide(head, wait.have)

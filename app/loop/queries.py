@@ -14,6 +14,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app.models import Comparison, Completion, Job, ModelVersion, ModelVersionPrompt, Prompt, Ranking, Slot
+from app.models.enums import PromotionState, VersionKind, VersionRole, VersionStatus
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,8 @@ def add_completions(db: Session, rows: Sequence[Completion]) -> None:
 def first_policy_version(db: Session, project_id: int) -> ModelVersion | None:
     """The project's first finished policy version (the SFT version)."""
     stmt = select(ModelVersion).where(
-        ModelVersion.project_id == project_id, ModelVersion.kind == "policy",
-        ModelVersion.checkpoint_path.is_not(None), ModelVersion.status != "training",
+        ModelVersion.project_id == project_id, ModelVersion.kind == VersionKind.POLICY,
+        ModelVersion.checkpoint_path.is_not(None), ModelVersion.status != VersionStatus.TRAINING,
     )
     return db.scalars(stmt.order_by(ModelVersion.id)).first()
 
@@ -117,8 +118,9 @@ def first_policy_version(db: Session, project_id: int) -> ModelVersion | None:
 def sft_policy_version(db: Session, project_id: int) -> ModelVersion | None:
     """The newest finished policy version a `train_sft` job trained (rejected ones aside)."""
     stmt = select(ModelVersion).where(
-        ModelVersion.project_id == project_id, ModelVersion.kind == "policy", ModelVersion.role == "sft",
-        ModelVersion.checkpoint_path.is_not(None), ModelVersion.status.not_in(("training", "rejected")),
+        ModelVersion.project_id == project_id, ModelVersion.kind == VersionKind.POLICY,
+        ModelVersion.role == VersionRole.SFT, ModelVersion.checkpoint_path.is_not(None),
+        ModelVersion.status.not_in((VersionStatus.TRAINING, VersionStatus.REJECTED)),
     )
     return db.scalars(stmt.order_by(ModelVersion.id.desc())).first()
 
@@ -126,7 +128,7 @@ def sft_policy_version(db: Session, project_id: int) -> ModelVersion | None:
 def trained_policy_counts(db: Session, project_id: int) -> tuple[int, int]:
     """(policy versions a job trained, of which SFT versions), whatever their status."""
     stmt = select(func.count(), func.count(ModelVersion.role)).where(
-        ModelVersion.project_id == project_id, ModelVersion.kind == "policy",
+        ModelVersion.project_id == project_id, ModelVersion.kind == VersionKind.POLICY,
         or_(ModelVersion.job_id.is_not(None), ModelVersion.parent_id.is_not(None)))
     trained, sft = db.execute(stmt).one()
     return int(trained or 0), int(sft or 0)
@@ -175,8 +177,9 @@ def rankings_with_both(db: Session, project_id: int, a: int, b: int) -> int:
 
 def provisional_policies(db: Session, project_id: int | None = None) -> list[ModelVersion]:
     """Active policy versions still waiting for people (of one project, or of all)."""
-    stmt = select(ModelVersion).where(ModelVersion.kind == "policy", ModelVersion.status == "active",
-                                      ModelVersion.promotion_state == "provisional")
+    stmt = select(ModelVersion).where(ModelVersion.kind == VersionKind.POLICY,
+                                      ModelVersion.status == VersionStatus.ACTIVE,
+                                      ModelVersion.promotion_state == PromotionState.PROVISIONAL)
     if project_id is not None:
         stmt = stmt.where(ModelVersion.project_id == project_id)
     return list(db.scalars(stmt.order_by(ModelVersion.id)))
@@ -184,8 +187,8 @@ def provisional_policies(db: Session, project_id: int | None = None) -> list[Mod
 
 def policy_versions(db: Session, project_id: int) -> list[ModelVersion]:
     """Every finished policy version of the project, oldest first (the SFT version first)."""
-    stmt = select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.kind == "policy",
-                                      ModelVersion.status != "training")
+    stmt = select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.kind == VersionKind.POLICY,
+                                      ModelVersion.status != VersionStatus.TRAINING)
     return list(db.scalars(stmt.order_by(ModelVersion.id)))
 
 

@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session
 
 from app.demonstrations import service as demonstrations
 from app.labeling.slots import ensure_slots
-from app.loop import planning, queries
+from app.loop import kl_schedule, planning, queries
 from app.models import Completion, ModelVersion, Project
+from app.models.enums import PromotionState, VersionKind, VersionRole, VersionStatus
 from app.projects.service import settings_of
-from app.quality.agreement import pairwise_agreement
-from app.quality.scoring import prompt_uncertainty
+from app.quality.stats.active import prompt_uncertainty
+from app.quality.stats.agreement import pairwise_agreement
 from app.registry import service as registry
 from app.registry.datasets import PromptValue, prompt_value
 from app.registry.schemas import VersionOut
@@ -89,7 +90,7 @@ def plan_round(db: Session, project: Project, limit: int | None = None,
     if prompt_ids is not None:
         choices = [planning.Choice(r.prompt_id, REQUESTED) for r in rows if not r.pending][:limit]
     else:
-        reward = registry.active_version(db, project.id, "reward")
+        reward = registry.active_version(db, project.id, VersionKind.REWARD)
         held_out = registry.test_set_prompt_ids(db, project.id)
         people = queries.human_rankings_by_prompt(db, project.id)
         states = [planning.PromptState(r.prompt_id, r.ranked, r.pending, r.priority, r.last_sampled_at,
@@ -121,13 +122,13 @@ def count_eligible(db: Session, project: Project) -> int:
 def sft_version(db: Session, project: Project) -> ModelVersion | None:
     """The frozen SFT version: the newest version `train_sft` trained, else the project's first policy
     version (the base model, registered if none)."""
-    registry.ensure_base_version(db, project, "policy")
+    registry.ensure_base_version(db, project, VersionKind.POLICY)
     return queries.sft_policy_version(db, project.id) or queries.first_policy_version(db, project.id)
 
 
 def base_policy(db: Session, project: Project) -> ModelVersion | None:
     """The policy SFT starts from: the project's first policy version (the base model, registered if none)."""
-    registry.ensure_base_version(db, project, "policy")
+    registry.ensure_base_version(db, project, VersionKind.POLICY)
     return queries.first_policy_version(db, project.id)
 
 
@@ -146,9 +147,9 @@ def activate_sft(db: Session, project: Project, version: ModelVersion, reason: s
     """Make a trained SFT version the active policy when the active one is the base model or an earlier
     SFT version; a policy trained since stays active (the SFT version is a candidate to promote by hand).
     Returns whether it was activated."""
-    active = registry.active_version(db, project.id, "policy")
+    active = registry.active_version(db, project.id, VersionKind.POLICY)
     base = queries.first_policy_version(db, project.id)
-    if active is None or active.role == "sft" or (base is not None and active.id == base.id):
+    if active is None or active.role == VersionRole.SFT or (base is not None and active.id == base.id):
         registry.promote(db, version, reason)
         return True
     version.status_reason = f"{reason}; {active.name} (trained after SFT) stays active: promote by hand"
@@ -164,6 +165,25 @@ def reference_for(db: Session, project: Project, starting: ModelVersion) -> Mode
     return sft_version(db, project) or starting
 
 
+def kl_step(db: Session, project: Project) -> kl_schedule.KlStep:
+    """The KL coefficient of the project's next PPO/RLOO round (`training.kl_schedule`): learnt from the last
+    PPO/RLOO version that finished training, promoted or not (app.loop.kl_schedule)."""
+    training = settings_of(project).training
+    target = training.kl_target_share * training.kl_budget
+    if training.kl_schedule == "fixed":
+        return kl_schedule.KlStep(coef=training.kl_beta, target=target)
+    stop = kl_schedule.STOP_SHARE * training.kl_budget
+    for version in reversed(queries.policy_versions(db, project.id)):
+        config, metrics = version.training_config or {}, version.metrics or {}
+        if config.get("algorithm") in ("ppo", "rloo") and metrics.get("kl") is not None:
+            coef, kl = config.get("kl_coef"), float(metrics["kl"])
+            previous = float(coef) if coef is not None else None
+            return kl_schedule.KlStep(coef=kl_schedule.next_coef(training.kl_beta, target, previous, kl),
+                                      target=target, stop=stop, previous_version=version.name,
+                                      previous_coef=previous, previous_kl=kl)
+    return kl_schedule.KlStep(coef=training.kl_beta, target=target, stop=stop)
+
+
 def sampling_policies(db: Session, project: Project, k: int,
                       candidate_version_id: int | None = None) -> list[PolicyDraw]:
     """The policies that write a task's `k` candidates: the round's new candidate (default: the active
@@ -173,15 +193,15 @@ def sampling_policies(db: Session, project: Project, k: int,
     While the active policy is provisional (app.loop.promotion), the active share goes to the incumbent it
     replaced, at least one candidate per task, so people's rankings show the two side by side.
     """
-    active = registry.ensure_base_version(db, project, "policy")
+    active = registry.ensure_base_version(db, project, VersionKind.POLICY)
     if active is None or not active.checkpoint_path:
         raise LoopError("the project has no policy model: set training.policy_model "
                         f"(prefloop projects configure {project.id} --policy-model PATH)")
     candidate = active
     if candidate_version_id is not None:
         found = registry.find(db, candidate_version_id)
-        if found is not None and found.project_id == project.id and found.kind == "policy" \
-                and found.checkpoint_path and found.status != "training":
+        if found is not None and found.project_id == project.id and found.kind == VersionKind.POLICY \
+                and found.checkpoint_path and found.status != VersionStatus.TRAINING:
             candidate = found
     sft = sft_version(db, project) or active
     sampling = settings_of(project).sampling
@@ -198,7 +218,7 @@ def sampling_policies(db: Session, project: Project, k: int,
 
 def _incumbent_of(db: Session, version: ModelVersion) -> ModelVersion | None:
     """The version a provisional policy replaced, when it can still sample."""
-    if version.promotion_state != registry.PROVISIONAL or version.incumbent_version_id is None:
+    if version.promotion_state != PromotionState.PROVISIONAL or version.incumbent_version_id is None:
         return None
     incumbent = registry.find(db, version.incumbent_version_id)
     return incumbent if incumbent is not None and incumbent.checkpoint_path else None
@@ -269,7 +289,7 @@ def version_views(db: Session, versions: Sequence[ModelVersion]) -> list[Version
         view.incumbent_version = name_of(v.incumbent_version_id)
         view.comparisons, view.rollout_prompts = counts.get(v.id, 0), rollouts.get(v.id, 0)
         view.demonstrations = demonstrated.get(v.id, 0)
-        score = registry.latest_test_score(v.metrics) if v.kind == "reward" else None
+        score = registry.latest_test_score(v.metrics) if v.kind == VersionKind.REWARD else None
         if score is not None:
             view.test_set_version, view.test_accuracy = score.get("test_set_version"), score.get("accuracy")
             view.test_ece, view.test_pairs = score.get("ece"), score.get("n_pairs")

@@ -8,9 +8,10 @@ redirect or 401), and ids the path type will refuse are left to it.
 
 from __future__ import annotations
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
 from app.auth.deps import DbSession, optional_user
+from app.errors import NotFound
 from app.members import service
 
 BIGINT_MAX = 2**63 - 1
@@ -28,7 +29,7 @@ def project_access(request: Request, db: DbSession) -> None:
         return
     user = optional_user(request, db)
     if user is not None and not service.may_access_id(db, user, project_id):
-        raise HTTPException(status_code=404, detail=f"project {project_id} not found")
+        raise NotFound(f"project {project_id} not found")
 
 
 ProjectAccess = Depends(project_access)

@@ -6,6 +6,8 @@ import typer
 
 from app.console import JsonFlag, cli_session, emit, fail
 from app.errors import DomainError
+from app.members import service
+from app.projects import service as projects
 
 members_cli = typer.Typer(help="Project members (projects whose labeling.access is 'members').",
                           no_args_is_help=True)
@@ -18,9 +20,6 @@ def register(cli: typer.Typer) -> None:
 @members_cli.command("list")
 def members_list(project_id: int, as_json: JsonFlag = False) -> None:
     """List the members of PROJECT_ID and its access rule."""
-    from app.members import service
-    from app.projects import service as projects
-
     try:
         with cli_session() as db:
             project = projects.get(db, project_id)
@@ -36,9 +35,6 @@ def members_list(project_id: int, as_json: JsonFlag = False) -> None:
 @members_cli.command("add")
 def members_add(project_id: int, email: str, as_json: JsonFlag = False) -> None:
     """Admit the annotator EMAIL to PROJECT_ID (adding twice changes nothing)."""
-    from app.members import service
-    from app.projects import service as projects
-
     try:
         with cli_session() as db:
             member, created = service.add(db, projects.get(db, project_id), email, None)
@@ -51,9 +47,6 @@ def members_add(project_id: int, email: str, as_json: JsonFlag = False) -> None:
 @members_cli.command("remove")
 def members_remove(project_id: int, email: str, as_json: JsonFlag = False) -> None:
     """Take EMAIL off PROJECT_ID (their rankings stay)."""
-    from app.members import service
-    from app.projects import service as projects
-
     try:
         with cli_session() as db:
             removed = service.remove(db, projects.get(db, project_id), email)

@@ -9,9 +9,9 @@ from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Index,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UTCDateTime, utcnow
+from app.models.enums import ACTIVE_JOB_STATUSES, JobStatus, sql_in
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-_ACTIVE_JOB = text("status IN ('queued', 'running')")
+_ACTIVE_JOB = text(sql_in("status", ACTIVE_JOB_STATUSES))
 
 
 class Job(Base):
@@ -19,9 +19,7 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
-        ),
+        CheckConstraint(sql_in("status", JobStatus), name="status"),
         Index(
             "uq_jobs_project_kind_active",
             "project_id",
@@ -37,7 +35,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(64))
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UTCDateTime, utcnow
+from app.models.enums import PromotionState, VersionKind, VersionRole, VersionStatus, sql_in
 
 
 class ModelVersion(Base):
@@ -16,11 +17,11 @@ class ModelVersion(Base):
 
     __tablename__ = "model_versions"
     __table_args__ = (
-        CheckConstraint("kind IN ('policy', 'reward')", name="kind"),
-        CheckConstraint("status IN ('training', 'candidate', 'active', 'rejected')", name="status"),
-        CheckConstraint("promotion_state IS NULL OR promotion_state IN "
-                        "('provisional', 'confirmed', 'rolled_back', 'superseded')", name="promotion_state"),
-        CheckConstraint("role IS NULL OR role IN ('sft')", name="role"),
+        CheckConstraint(sql_in("kind", VersionKind), name="kind"),
+        CheckConstraint(sql_in("status", VersionStatus), name="status"),
+        CheckConstraint("promotion_state IS NULL OR " + sql_in("promotion_state", PromotionState),
+                        name="promotion_state"),
+        CheckConstraint("role IS NULL OR " + sql_in("role", VersionRole), name="role"),
         Index("ix_model_versions_project_id_kind_status", "project_id", "kind", "status"),
     )
 
@@ -35,7 +36,7 @@ class ModelVersion(Base):
     # reward model the rollouts were scored by. None for reward models and base versions.
     reference_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
     reward_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
-    status: Mapped[str] = mapped_column(String(16), default="training")
+    status: Mapped[str] = mapped_column(String(16), default=VersionStatus.TRAINING)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     training_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -8,6 +8,7 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UTCDateTime, utcnow
+from app.models.enums import LinkKind, sql_in
 
 ROLES = ("admin", "annotator")
 
@@ -77,16 +78,13 @@ class LoginAttempt(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-LINK_KINDS = ("invite", "reset")
-
-
 class AccountLink(Base):
     """A one-time, expiring link an admin hands out: an invitation (e-mail and role preset) or a password reset.
 
     Only the token's SHA-256 is stored; `used_at` makes it one-time."""
 
     __tablename__ = "account_links"
-    __table_args__ = (CheckConstraint("kind IN ('invite', 'reset')", name="kind"),)
+    __table_args__ = (CheckConstraint(sql_in("kind", LinkKind), name="kind"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))

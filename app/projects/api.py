@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
 from app.auth.deps import ApiAdmin, ApiUser, DbSession
 from app.members import service as members
@@ -15,10 +15,7 @@ router = APIRouter(prefix="/api/projects", tags=["projects"])
 
 @router.post("", status_code=201, response_model=ProjectOut)
 def create_project(data: ProjectCreate, db: DbSession, admin: ApiAdmin) -> ProjectOut:
-    try:
-        project = service.create(db, data, admin)
-    except service.ProjectError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    project = service.create(db, data, admin)  # a name already taken is a 409
     return ProjectOut.model_validate(project)
 
 
@@ -36,11 +33,6 @@ def get_project(project_id: Id, db: DbSession, user: ApiUser) -> ProjectOut:
 
 @router.patch("/{project_id}", response_model=ProjectOut)
 def update_project(project_id: Id, data: ProjectUpdate, db: DbSession, _admin: ApiAdmin) -> ProjectOut:
-    try:
-        project = service.get(db, project_id)
-        service.update(db, project, data)
-    except service.ProjectNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
-    except service.ProjectError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    project = service.get(db, project_id)
+    service.update(db, project, data)  # a setting it cannot honour is a 422
     return ProjectOut.model_validate(project)

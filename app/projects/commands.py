@@ -1,4 +1,5 @@
-"""`prefloop projects configure` (models, algorithm, schedule) and `prefloop loop run|status|tiny-models`."""
+"""`prefloop projects create|list|configure` (models, algorithm, schedule) and
+`prefloop loop run|sft|status|tiny-models`."""
 
 from __future__ import annotations
 
@@ -6,23 +7,62 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from app.console import JsonFlag, cli_session, emit, fail
-from app.projects.schemas import ProjectUpdate
+from app.demo import tiny_models
+from app.projects import service
+from app.projects.schemas import AI_RANKINGS_POLICY, ProjectCreate, ProjectUpdate
+from app.registry import service as registry
+from app.settings import get_settings
 
+projects_cli = typer.Typer(help="Projects.", no_args_is_help=True)
 loop_cli = typer.Typer(help="The training loop: run it now, see where it stands.", no_args_is_help=True)
 
 
-def _projects_group(cli: typer.Typer) -> typer.Typer:
-    """The `projects` sub-app app.cli already created (found on the Typer object, not by import)."""
-    for group in cli.registered_groups:
-        if group.name == "projects" and group.typer_instance is not None:
-            return group.typer_instance
-    group_app = typer.Typer(help="Projects.", no_args_is_help=True)
-    cli.add_typer(group_app, name="projects")
-    return group_app
+def register(cli: typer.Typer) -> None:
+    """Attach the `projects` and `loop` groups."""
+    cli.add_typer(projects_cli, name="projects")
+    cli.add_typer(loop_cli, name="loop")
 
 
+@projects_cli.command("create")
+def projects_create(
+    name: str,
+    k_min: int = 4,
+    k_max: int = 9,
+    annotations_per_prompt: int = 1,
+    guidelines: str = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a project and print its id."""
+    try:
+        data = ProjectCreate(
+            name=name, k_min=k_min, k_max=k_max, annotations_per_prompt=annotations_per_prompt, guidelines=guidelines
+        )
+        with cli_session() as db:
+            project = service.create(db, data, None)
+            out = {"id": project.id, "name": project.name}
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    except service.ProjectError as exc:
+        fail(str(exc))
+    emit(out, as_json, str(out["id"]))
+
+
+@projects_cli.command("list")
+def projects_list(as_json: JsonFlag = False, archived: bool = False) -> None:
+    """List projects."""
+    with cli_session() as db:
+        rows = [
+            {"id": p.id, "name": p.name, "k_min": p.k_min, "k_max": p.k_max,
+             "annotations_per_prompt": p.annotations_per_prompt, "archived": p.archived_at is not None}
+            for p in service.list_projects(db, include_archived=archived)
+        ]
+    emit(rows, as_json, "\n".join(f"{r['id']}\t{r['name']}" for r in rows) or "no projects")
+
+
+@projects_cli.command("configure")
 def configure(
     project: Annotated[str, typer.Argument(help="Project id or name.")],
     policy_model: Annotated[str | None, typer.Option(help="Base policy: a hub id or a local model directory.")] = None,
@@ -43,9 +83,7 @@ def configure(
     rm_lr: Annotated[float | None, typer.Option()] = None,
     rm_share_prefix: Annotated[bool | None, typer.Option(
         help="Forward each prompt once per ranking group when training the reward model.")] = None,
-    ai_rankings: Annotated[str | None, typer.Option(
-        help="AI rankings in RM/DPO training: exclude (default; human + imported only) or llm-judge (also "
-             "rankings by an LLM judge). Rankings made by the reward model itself are never used.")] = None,
+    ai_rankings: Annotated[str | None, typer.Option(help=AI_RANKINGS_POLICY)] = None,
     policy_lr: Annotated[float | None, typer.Option()] = None,
     policy_batch_prompts: Annotated[int | None, typer.Option(help="Prompts per PPO/RLOO step.")] = None,
     rloo_k: Annotated[int | None, typer.Option(help="Samples per prompt for RLOO.")] = None,
@@ -57,8 +95,6 @@ def configure(
     as_json: JsonFlag = False,
 ) -> None:
     """Set a project's models, algorithm, sampling and schedule (same rules as PATCH /api/projects/{id})."""
-    from app.projects import service
-
     sections: dict[str, dict[str, Any]] = {
         "training": {"policy_model": policy_model, "reward_model": reward_model, "algorithm": algorithm,
                      "policy_steps": policy_steps, "kl_budget": kl_budget,
@@ -94,8 +130,7 @@ def configure(
 @loop_cli.command("run")
 def loop_run(project: Annotated[str, typer.Argument(help="Project id or name.")], as_json: JsonFlag = False) -> None:
     """Run the loop now: retrain on new comparisons (then policy, then sampling), or sample the first round."""
-    from app.projects import service
-    from app.scheduler import service as scheduler
+    from app.scheduler import service as scheduler  # lazy: pulls app.logs -> starlette, kept out of --help
 
     try:
         with cli_session() as db:
@@ -111,8 +146,7 @@ def loop_run(project: Annotated[str, typer.Argument(help="Project id or name.")]
 def loop_sft(project: Annotated[str, typer.Argument(help="Project id or name.")], as_json: JsonFlag = False) -> None:
     """Train the SFT version on the project's demonstrations now (stage one of the loop; with none, the base
     model stays the SFT version)."""
-    from app.projects import service
-    from app.scheduler import service as scheduler
+    from app.scheduler import service as scheduler  # lazy: pulls app.logs -> starlette, kept out of --help
 
     try:
         with cli_session() as db:
@@ -127,9 +161,7 @@ def loop_sft(project: Annotated[str, typer.Argument(help="Project id or name.")]
 @loop_cli.command("status")
 def loop_status(project: Annotated[str, typer.Argument(help="Project id or name.")], as_json: JsonFlag = False) -> None:
     """Where the loop stands: new comparisons, prompts waiting for candidates, active versions and jobs."""
-    from app.projects import service
-    from app.registry import service as registry
-    from app.scheduler import service as scheduler
+    from app.scheduler import service as scheduler  # lazy: pulls app.logs -> starlette, kept out of --help
 
     try:
         with cli_session() as db:
@@ -158,10 +190,6 @@ def loop_tiny_models(
     as_json: JsonFlag = False,
 ) -> None:
     """Create tiny CPU models for a project (needs the worker extra) and turn its schedule on."""
-    from app.projects import service
-    from app.scheduler import tiny_models
-    from app.settings import get_settings
-
     if not tiny_models.torch_available():
         fail("torch is not installed: `make install-worker` (or pip install '.[worker]') first")
     try:
@@ -173,9 +201,3 @@ def loop_tiny_models(
         fail(str(exc))
         return
     emit({"project_id": row.id, **paths}, as_json, f"tiny models for project {row.id}: {paths}")
-
-
-def register(cli: typer.Typer) -> None:
-    """Attach `projects configure` and the `loop` group."""
-    _projects_group(cli).command("configure")(configure)
-    cli.add_typer(loop_cli, name="loop")

@@ -8,7 +8,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AiRankings = Literal["exclude", "llm-judge"]
-"""Which AI rankings (source 'ai') train the reward model and DPO; see `TrainingSettings.ai_rankings`."""
+"""Which AI rankings (source 'ai') train the reward model and DPO: `AI_RANKINGS_POLICY`."""
+
+AI_RANKINGS_POLICY = (
+    "AI rankings in RM/DPO training data: 'exclude' (the default: human and imported rankings only) or "
+    "'llm-judge' (also the rankings of an LLM judge, prefloop ai-annotate --endpoint, i.e. RLAIF). Rankings "
+    "made by the reward-model ranker (--reward-model) never train: they are the active reward model's own "
+    "scores, so training the next one on them would only reinforce its errors."
+)
+"""The AI-ranking training policy (`training.ai_rankings`), stated once: help texts and docs quote it, and
+app.registry.datasets.trains_on is the only code that applies it."""
 
 # Settings sections refuse NaN and infinities, and every number has a range: a value accepted here is one the
 # labeling pages, the quality checks and the worker can use (issue 16: `gold_rate: 1e-320` once broke a project).
@@ -62,11 +71,7 @@ class SamplingSettings(BaseModel):
 class TrainingSettings(BaseModel):
     """How the worker trains the reward model and the policy.
 
-    `ai_rankings` chooses the training data of the reward model and of DPO: "exclude" (default) uses human
-    and imported rankings only; "llm-judge" adds AI rankings made by an LLM judge (`prefloop ai-annotate
-    --endpoint`, i.e. RLAIF). AI rankings made by the reward-model ranker (`--reward-model`) are never used:
-    they are the active reward model's own scores, so training the next one on them is circular (it learns
-    its own outputs and reinforces its errors).
+    `ai_rankings` chooses the training data of the reward model and of DPO: `AI_RANKINGS_POLICY`.
     """
 
     model_config = _SECTION
@@ -85,15 +90,20 @@ class TrainingSettings(BaseModel):
     rm_ensemble_heads: int = Field(default=1, ge=1, le=16, description="reward heads, each fit on its own "
                                    "bootstrap of the rankings; with more than 1 their disagreement is the "
                                    "uncertainty active selection uses")
-    ai_rankings: AiRankings = Field(default="exclude", description="AI rankings in RM/DPO training data: "
-                                    "'exclude' (human + imported only) or 'llm-judge' (also LLM-judge ones; "
-                                    "reward-model-ranked ones never)")
+    ai_rankings: AiRankings = Field(default="exclude", description=AI_RANKINGS_POLICY)
     policy_lr: float = Field(default=1e-5, gt=0, le=1.0)
     policy_steps: int = Field(default=20, ge=1, le=1_000_000)
     policy_batch_prompts: int = Field(default=8, ge=1, le=1024,
                                       description="prompts per PPO/RLOO step; ranking groups per DPO step")
     rloo_k: int = Field(default=4, ge=2, le=64, description="RLOO samples per prompt (leave-one-out baseline)")
     kl_beta: float = Field(default=0.02, ge=0.0, le=100.0)
+    # The loop's KL schedule (app.loop.kl_schedule): a proportional controller across rounds, so the KL to the
+    # SFT reference, which adds up round after round, approaches the budget instead of passing it.
+    kl_schedule: Literal["adaptive", "fixed"] = Field(
+        default="adaptive", description="'adaptive': each PPO/RLOO round's KL coefficient follows the last "
+        "round's KL to the reference toward kl_target_share of kl_budget, never below kl_beta; 'fixed': kl_beta")
+    kl_target_share: float = Field(default=0.6, gt=0.0, le=1.0, description="the adaptive KL schedule's "
+                                   "target, as a share of kl_budget")
     dpo_beta: float = Field(default=0.1, gt=0.0, le=100.0)
     kl_budget: float = Field(default=10.0, gt=0.0, le=1_000_000.0)
     reference: Literal["sft", "previous"] = Field(

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound
+from app.errors import Conflict, NotFound, Unprocessable
+from app.labeling.slots import ensure_slots
 from app.models import Project, User, utcnow
 from app.projects import queries
 from app.projects.schemas import ProjectCreate, ProjectSettings, ProjectUpdate
@@ -17,8 +18,12 @@ from app.projects.schemas import ProjectCreate, ProjectSettings, ProjectUpdate
 log = logging.getLogger("prefloop.projects")
 
 
-class ProjectError(ValueError):
-    """A project request that cannot be honoured; the message names the field."""
+class ProjectError(Unprocessable, ValueError):
+    """A project request that cannot be honoured (422); the message names the field."""
+
+
+class ProjectNameTaken(Conflict, ProjectError):
+    """Creating a project under a name another one has (409; renaming onto one stays a plain 422)."""
 
 
 class ProjectNotFound(NotFound, LookupError):
@@ -55,7 +60,7 @@ def _stored_settings(stored: dict[str, Any] | None) -> ProjectSettings:
 
 def create(db: Session, data: ProjectCreate, created_by: User | None) -> Project:
     if queries.by_name(db, data.name.strip()) is not None:
-        raise ProjectError(f"a project named {data.name.strip()!r} already exists")
+        raise ProjectNameTaken(f"a project named {data.name.strip()!r} already exists")
     project = Project(
         name=data.name.strip(),
         guidelines=data.guidelines,
@@ -124,8 +129,6 @@ def update(db: Session, project: Project, data: ProjectUpdate) -> Project:
         project.archived_at = utcnow() if data.archived else None
     db.flush()
     if (project.annotations_per_prompt, project.k_min, project.allow_fewer_than_k_min) != slot_inputs:
-        from app.labeling.slots import ensure_slots  # local: labeling builds on projects, not the reverse
-
         ensure_slots(db, project)  # a higher N or a looser K minimum makes more slots due
     changed = sorted(data.model_dump(exclude_none=True))  # the fields sent, not their values (guidelines are long)
     log.info("project %s updated: %s", project.id, ", ".join(changed),

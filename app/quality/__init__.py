@@ -1,7 +1,11 @@
-"""Quality control of rankings: agreement, consensus, trust, gold items, bias, leaderboard and
-active selection, as pure functions over plain records (no database, no web, no torch).
+"""Quality control of rankings. Two halves:
 
-`compute_quality` assembles everything into the report the API returns; see docs/quality.md.
+- `app.quality.stats`: the statistics (agreement, consensus, trust, gold scoring, bias, leaderboard,
+  active-selection priorities) as pure functions over plain records, no database, no web, no torch;
+  `stats.report.compute_quality` assembles them into the report the API returns;
+- the feature around them: `queries` (every statement), `service` (the cached report and its views),
+  `weights`, `scoring`, `gold_admin`, `picker`, `ai_annotator`, `plots`, and the entry points `routes` and
+  `commands`. See docs/quality.md.
 """
 
 # Submodules are imported where used: the CLI must not pay for scipy at start-up.

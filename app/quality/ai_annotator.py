@@ -6,7 +6,7 @@ like "B > A > C" and parsed defensively. Each task is claimed in one transaction
 transaction (a slow endpoint must not hold the database), and submitted or skipped in another. Its
 rankings are stored with source='ai' and never enter human agreement figures; client_info records the ranker
 ({"via": "ai-annotate", "ranker": "reward-model"} or {..., "ranker": "chat", "model": NAME}), which decides
-whether training may use them (app.registry.datasets: reward-model rankings never, LLM-judge ones on opt-in).
+whether training may use them (app.registry.datasets.trains_on, the AI-ranking training policy).
 An AI annotator fills slots like anyone else: raise annotations_per_prompt if it should rank in addition to
 N people.
 """
@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth import service as auth
@@ -28,7 +27,7 @@ from app.labeling import service as labeling
 from app.labeling.errors import LabelingError
 from app.labeling.schemas import RankingIn
 from app.models import Project, User
-from app.quality.scoring import active_reward_version
+from app.quality import queries
 from app.registry.datasets import LLM_JUDGE_RANKER, REWARD_MODEL_RANKER
 
 
@@ -58,7 +57,7 @@ def ai_user(db: Session, name: str = "reward-model") -> User:
     """The AI annotator user for `name` (created on first use, with a password nobody is told)."""
     slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:60] or "ai"
     email = f"ai-{slug}@prefloop.local"
-    user = db.scalar(select(User).where(User.email == email))
+    user = queries.user_by_email(db, email)
     if user is None:
         user = auth.create_user(db, email, "annotator", display_name=f"AI: {name}"[:200], is_ai=True).user
     elif not user.is_ai:
@@ -174,7 +173,7 @@ class ChatRanker:
 
 
 def _view(db: Session, project: Project, task: Any) -> TaskView:
-    active = active_reward_version(db, project.id)
+    active = queries.active_reward_version(db, project.id)
 
     def score(meta: Mapping[str, Any] | None) -> float | None:
         m = meta or {}

@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from app.console import JsonFlag, cli_session, emit, fail
+from app.db import create_db_engine, make_session_factory
+from app.projects import service as projects
+from app.settings import get_settings
 
 
 def register(cli: typer.Typer) -> None:
@@ -27,11 +30,13 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Rank up to --max-tasks tasks of PROJECT as an AI annotator (source 'ai', not in human agreement)."""
-        from app.db import create_db_engine, make_session_factory
-        from app.projects import service as projects
-        from app.quality.ai_annotator import ChatRanker, ai_user, annotate, rm_ranker
-        from app.quality.picker import install
-        from app.settings import get_settings
+        from app.quality.ai_annotator import (  # lazy: labeling's web stack and httpx slow every CLI start
+            ChatRanker,
+            ai_user,
+            annotate,
+            rm_ranker,
+        )
+        from app.quality.picker import install  # lazy: scipy (the quality report) costs the CLI a second
 
         if reward_model == bool(endpoint):
             fail("choose exactly one ranker: --reward-model, or --endpoint URL --model NAME")
@@ -62,8 +67,7 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Print PROJECT's quality figures (the JSON API's shape); optionally store trust weights."""
-        from app.projects import service as projects
-        from app.quality import service, weights
+        from app.quality import service, weights  # lazy: scipy (the quality report) costs the CLI a second
 
         try:
             with cli_session() as db:

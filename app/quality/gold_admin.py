@@ -16,15 +16,22 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any, cast, get_args
 
-from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.labeling.slots import ensure_slots
-from app.models import Completion, Project, Prompt, Slot, utcnow
+from app.models import Completion, Project, Prompt, utcnow
 from app.projects.service import settings_of
 from app.quality import queries, service
-from app.quality.gold import DegradeKind, GoldFlag, GoldScore, GoldSpec, degrade, flag_annotators, score_gold
-from app.quality.records import Id
+from app.quality.stats.gold import (
+    DegradeKind,
+    GoldFlag,
+    GoldScore,
+    GoldSpec,
+    degrade,
+    flag_annotators,
+    score_gold,
+)
+from app.quality.stats.records import Id
 
 DEGRADE_KINDS: tuple[str, ...] = get_args(DegradeKind)
 
@@ -67,10 +74,6 @@ def normalise_spec(raw: Any, completions: Sequence[Completion]) -> list[dict[str
     return out
 
 
-def _free_slot(now: Any) -> Any:
-    return or_(Slot.status == "open", and_(Slot.status == "leased", Slot.lease_expires_at < now))
-
-
 def mark_gold(db: Session, prompt: Prompt, raw_spec: Any) -> Prompt:
     """Make `prompt` a gold item with the given spec (replacing an earlier spec)."""
     completions = queries.completions_of(db, [prompt.id])[prompt.id]
@@ -78,7 +81,7 @@ def mark_gold(db: Session, prompt: Prompt, raw_spec: Any) -> Prompt:
         raise GoldError(f"prompt {prompt.id} has {len(completions)} completion(s); a gold item needs at least 2")
     prompt.gold_spec = {"constraints": normalise_spec(raw_spec, completions)}
     prompt.is_gold = True
-    db.execute(delete(Slot).where(Slot.prompt_id == prompt.id, _free_slot(utcnow())))
+    queries.delete_free_slots(db, prompt.id, utcnow())
     db.flush()
     service.invalidate(prompt.project_id)
     return prompt
@@ -95,16 +98,8 @@ def unmark_gold(db: Session, project: Project, prompt: Prompt) -> Prompt:
 
 
 def gold_prompts(db: Session, project_id: int) -> list[Prompt]:
-    return list(db.scalars(select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(True))
-                           .order_by(Prompt.id)))
-
-
-def _sources(db: Session, project: Project, need: int) -> list[Prompt]:
-    n = select(Completion.prompt_id, func.count().label("n")).group_by(Completion.prompt_id).subquery()
-    stmt = (select(Prompt).join(n, n.c.prompt_id == Prompt.id)
-            .where(Prompt.project_id == project.id, Prompt.is_gold.is_(False), n.c.n >= need)
-            .order_by(Prompt.id))
-    return list(db.scalars(stmt))
+    """The project's gold prompts, by id (the gold page)."""
+    return queries.gold_prompts(db, project_id)
 
 
 def generate_gold(
@@ -124,14 +119,13 @@ def generate_gold(
         raise GoldError("count must be at least 1")
     originals_wanted = max(1, min(project.k_max, 16) - 1)
     need = max(1, (2 if project.allow_fewer_than_k_min else project.k_min) - 1)
-    sources = _sources(db, project, need)
+    sources = queries.gold_sources(db, project.id, need)
     if not sources:
         raise GoldError(f"no regular prompt has the {need} completion(s) a gold item is built from")
     rng = random.Random(f"gold|{project.id}|{seed}")
     rng.shuffle(sources)
     comps = queries.completions_of(db, [p.id for p in sources])
-    existing = set(db.scalars(select(Prompt.external_id).where(Prompt.project_id == project.id,
-                                                               Prompt.external_id.like("gold-%"))))
+    existing = queries.generated_gold_ids(db, project.id)
     created: list[Prompt] = []
     for i, src in enumerate(sources):
         if len(created) >= count:

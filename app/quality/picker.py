@@ -21,7 +21,7 @@ from app.labeling.slots import min_candidates
 from app.models import Project, Prompt, User
 from app.projects.service import settings_of
 from app.quality import gold_admin, queries
-from app.quality.gold import should_inject_gold
+from app.quality.stats.gold import should_inject_gold
 
 
 class LabelingPaused(LabelingError):

@@ -13,6 +13,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from markupsafe import Markup
 
+from app.models.enums import VersionStatus
+
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 40
 SERIES = (
@@ -170,7 +172,7 @@ def rm_accuracy_svg(rows: Sequence[dict[str, Any]]) -> Markup:
         acc = float(r["test_accuracy"] if on_test else r["heldout_accuracy"])
         ts = f"ts{r['test_set_version']}" if on_test and r.get("test_set_version") is not None else "ts -"
         cx = LEFT + slot * (i + 0.5)
-        fill = "#137333" if r.get("status") == "active" else "#2b5fd9"
+        fill = "#137333" if r.get("status") == VersionStatus.ACTIVE else "#2b5fd9"
         where = f"test set v{r.get('test_set_version')}" if on_test else "held-out split (no test set)"
         tip = "{} ({}): accuracy {:.3f} on {}".format(r["name"], r.get("status"), acc, where)
         body.append(f'<rect x="{_num(cx - bar / 2)}" y="{_num(y(acc))}" width="{_num(bar)}" '

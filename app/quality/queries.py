@@ -1,20 +1,23 @@
-"""Every SELECT/UPDATE of quality control: rankings as `RankingRecord`s, gold specs, reward-model
-versions, stored trust weights and reward-model scores (the pure measures never see a row)."""
+"""Every statement of quality control: rankings as `RankingRecord`s, gold specs and gold items, reward-model
+versions, stored trust weights, reward-model scores and prompt priorities, AI annotator users (the
+statistics in app.quality.stats never see a row)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.batches import batched
-from app.models import Assignment, Comparison, Completion, ModelVersion, Prompt, Ranking, User
-from app.quality.gold import GoldSpec
-from app.quality.records import Id, RankingRecord
+from app.models import Assignment, Comparison, Completion, ModelVersion, Prompt, Ranking, Slot, User
+from app.models.enums import VersionKind, VersionStatus
+from app.quality.stats.gold import GoldSpec
+from app.quality.stats.records import Id, RankingRecord
 
 # Imported chosen/rejected pairs carry no annotator judgement we can assess: quality looks at these only.
 ASSESSED_SOURCES = ("human", "ai")
@@ -163,7 +166,7 @@ def reward_versions(db: Session, project_id: int) -> list[ModelVersion]:
     return list(
         db.scalars(
             select(ModelVersion)
-            .where(ModelVersion.project_id == project_id, ModelVersion.kind == "reward")
+            .where(ModelVersion.project_id == project_id, ModelVersion.kind == VersionKind.REWARD)
             .order_by(ModelVersion.id)
         )
     )
@@ -257,3 +260,94 @@ def finished_task_count(db: Session, project_id: int, annotator_id: int) -> int:
         )
         or 0
     )
+
+
+# --- reward-model scores and active-selection priorities (app.quality.scoring) ----------------------
+
+
+def active_reward_version(db: Session, project_id: int) -> ModelVersion | None:
+    """The project's active reward-model version, or None."""
+    return db.scalar(select(ModelVersion).where(ModelVersion.project_id == project_id,
+                                                ModelVersion.kind == VersionKind.REWARD,
+                                                ModelVersion.status == VersionStatus.ACTIVE))
+
+
+def prompts_to_score(db: Session, project_id: int, prompt_ids: Sequence[int] | None = None) -> list[Prompt]:
+    """Regular (non-gold) prompts of the project, by id: the given ones, else those with a slot not yet done."""
+    stmt = select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False))
+    if prompt_ids is not None:
+        # Batched (app.batches): a list of ids is one bind parameter each, and a project may hold 120,000.
+        return [p for batch in batched(sorted(set(prompt_ids)))
+                for p in db.scalars(stmt.where(Prompt.id.in_(batch)).order_by(Prompt.id))]
+    pending = select(Slot.prompt_id).where(Slot.project_id == project_id, Slot.status != "done").distinct()
+    return list(db.scalars(stmt.where(Prompt.id.in_(pending)).order_by(Prompt.id)))
+
+
+def completion_texts(db: Session, prompt_ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
+    """(completion id, text) of each given prompt's completions, by completion id (prompts without any left out)."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    for batch in batched(list(prompt_ids)):
+        rows = db.execute(select(Completion.id, Completion.prompt_id, Completion.text)
+                          .where(Completion.prompt_id.in_(batch)).order_by(Completion.id))
+        for cid, pid, text in rows:
+            out.setdefault(int(pid), []).append((int(cid), text))
+    return out
+
+
+def project_completions(db: Session, project_id: int, completion_ids: Iterable[int]) -> list[Completion]:
+    """The given completions that belong to prompts of the project."""
+    return [c for batch in batched(sorted({int(c) for c in completion_ids})) for c in db.scalars(
+        select(Completion).join(Prompt, Prompt.id == Completion.prompt_id)
+        .where(Prompt.project_id == project_id, Completion.id.in_(batch))
+    )]
+
+
+def completion_metas(db: Session, completion_ids: Sequence[int]) -> dict[int, Any]:
+    """completions.meta by completion id."""
+    return dict(db.execute(select(Completion.id, Completion.meta).where(Completion.id.in_(list(completion_ids)))).all())
+
+
+def set_prompt_priorities(db: Session, project_id: int, priorities: Mapping[int, float]) -> None:
+    """Write prompts.priority of the project's given prompts (prompt id -> priority)."""
+    for pid, score in priorities.items():
+        db.execute(update(Prompt).where(Prompt.id == pid, Prompt.project_id == project_id).values(priority=score))
+
+
+# --- gold items (app.quality.gold_admin) ------------------------------------------------------------
+
+
+def _free_slot(now: datetime) -> ColumnElement[bool]:
+    return or_(Slot.status == "open", and_(Slot.status == "leased", Slot.lease_expires_at < now))
+
+
+def delete_free_slots(db: Session, prompt_id: int, now: datetime) -> None:
+    """Delete the prompt's free slots (open, or leased with the lease expired at `now`)."""
+    db.execute(delete(Slot).where(Slot.prompt_id == prompt_id, _free_slot(now)))
+
+
+def gold_prompts(db: Session, project_id: int) -> list[Prompt]:
+    """The project's gold prompts, by id."""
+    return list(db.scalars(select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(True))
+                           .order_by(Prompt.id)))
+
+
+def gold_sources(db: Session, project_id: int, need: int) -> list[Prompt]:
+    """Regular prompts of the project with at least `need` completions (what gold items are built from), by id."""
+    n = select(Completion.prompt_id, func.count().label("n")).group_by(Completion.prompt_id).subquery()
+    stmt = (select(Prompt).join(n, n.c.prompt_id == Prompt.id)
+            .where(Prompt.project_id == project_id, Prompt.is_gold.is_(False), n.c.n >= need)
+            .order_by(Prompt.id))
+    return list(db.scalars(stmt))
+
+
+def generated_gold_ids(db: Session, project_id: int) -> set[str]:
+    """External ids of the project's generated gold items (those starting "gold-")."""
+    return set(db.scalars(select(Prompt.external_id).where(Prompt.project_id == project_id,
+                                                          Prompt.external_id.like("gold-%"))))
+
+
+# --- AI annotators (app.quality.ai_annotator) ---------------------------------------------------------
+
+
+def user_by_email(db: Session, email: str) -> User | None:
+    return db.scalar(select(User).where(User.email == email))

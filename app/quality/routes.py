@@ -9,11 +9,12 @@ import json
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiAdmin, CurrentAdmin, DbSession
+from app.errors import NotFound, Unprocessable
 from app.models import Prompt
 from app.projects import service as projects
 from app.quality import gold_admin, plots, service, weights
@@ -43,7 +44,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def _prompt(db: Session, prompt_id: int, project_id: int | None = None) -> Prompt:
     prompt = gold_admin.find_prompt(db, prompt_id)
     if prompt is None or (project_id is not None and prompt.project_id != project_id):
-        raise HTTPException(status_code=404, detail=f"prompt {prompt_id} not found")
+        raise NotFound(f"prompt {prompt_id} not found")
     return prompt
 
 
@@ -115,7 +116,7 @@ def dashboard(
 def plot_csv(project_id: Id, table: str, db: DbSession, _admin: CurrentAdmin) -> Response:
     builder = CSV_TABLES.get(table)
     if builder is None:
-        raise HTTPException(status_code=404, detail=f"no quality table {table!r} (known: {', '.join(CSV_TABLES)})")
+        raise NotFound(f"no quality table {table!r} (known: {', '.join(CSV_TABLES)})")
     project = projects.get(db, project_id)
     return csv_response(builder(service.get_quality(db, project)), f"project-{project.id}-{table}.csv")
 
@@ -215,7 +216,7 @@ def put_gold_api(prompt_id: Id, db: DbSession, _admin: ApiAdmin,
     try:
         gold_admin.mark_gold(db, prompt, spec)
     except gold_admin.GoldError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        raise Unprocessable(str(exc)) from exc
     return _gold_out(prompt)
 
 
@@ -239,5 +240,5 @@ def generate_gold_api(
         made = gold_admin.generate_gold(db, projects.get(db, project_id), count,
                                         kinds or list(gold_admin.DEGRADE_KINDS), seed)
     except gold_admin.GoldError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        raise Unprocessable(str(exc)) from exc
     return {"created": [_gold_out(p) for p in made]}

@@ -3,10 +3,11 @@
 The worker scores each candidate of the prompts still being labeled with the active reward model and
 hands the numbers to `store_rm_scores`, which writes completions.meta["rm_score"] (and
 meta["rm_score_version"]; an ensemble's per-member rewards in meta["rm_members"]) and, when
-`quality.active_selection` is on, the prompt's uncertainty into prompts.priority and slots.priority, which
-the claim orders by: the ensemble's disagreement (app.quality.active.ensemble_disagreement) when every
-candidate has member rewards, else the margin uncertainty of the mean reward (margin_uncertainty). `suggestion_for` turns stored scores into the "RM suggests: B > A > D > C" hint.
-Never commits.
+`quality.active_selection` is on, each prompt's priority into prompts.priority and slots.priority, which
+the claim orders by. The priority is app.quality.stats.active.prompt_priorities (the selection policy, also
+behind the loop's "uncertain" tier): the ensemble's disagreement when every candidate has member rewards,
+else the margin uncertainty of the mean reward. `suggestion_for` turns stored scores into the
+"RM suggests: B > A > D > C" hint. Never commits.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.batches import batched
+from app.jobs import queue
 from app.labeling.selection import set_priorities
-from app.models import Completion, ModelVersion, Project, Prompt, Slot
+from app.models import ModelVersion, Project
+from app.models.enums import JobKind, VersionStatus
 from app.projects.service import settings_of
-from app.quality.active import ensemble_disagreement, margin_uncertainty
+from app.quality import queries
+from app.quality.stats.active import prompt_priorities
 from app.registry.datasets import PromptValue, prompt_value
 
 LETTERS = "ABCDEFGHIJKLMNOP"
@@ -43,21 +45,10 @@ def prompts_to_score(db: Session, project_id: int, prompt_ids: Sequence[int] | N
 
     Gold prompts are never scored: an RM hint on a check item would measure the hint, not the annotator.
     """
-    stmt = select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False))
-    if prompt_ids is not None:
-        # Batched (app.batches): a list of ids is one bind parameter each, and a project may hold 120,000.
-        prompts = [p for batch in batched(sorted(set(prompt_ids)))
-                   for p in db.scalars(stmt.where(Prompt.id.in_(batch)).order_by(Prompt.id))]
-    else:
-        pending = select(Slot.prompt_id).where(Slot.project_id == project_id, Slot.status != "done").distinct()
-        prompts = list(db.scalars(stmt.where(Prompt.id.in_(pending)).order_by(Prompt.id)))
-    by_prompt: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for batch in batched([p.id for p in prompts]):
-        rows = db.execute(select(Completion.id, Completion.prompt_id, Completion.text)
-                          .where(Completion.prompt_id.in_(batch)).order_by(Completion.id))
-        for cid, pid, text in rows:
-            by_prompt[int(pid)].append((int(cid), text))
-    return [PromptToScore(p.id, prompt_value(p), by_prompt[p.id]) for p in prompts if len(by_prompt[p.id]) >= 2]
+    prompts = queries.prompts_to_score(db, project_id, prompt_ids)
+    by_prompt = queries.completion_texts(db, [p.id for p in prompts])
+    return [PromptToScore(p.id, prompt_value(p), by_prompt[p.id]) for p in prompts
+            if len(by_prompt.get(p.id, [])) >= 2]
 
 
 @dataclass(frozen=True)
@@ -70,14 +61,6 @@ class ScoreResult:
         return {"completions": self.completions, "prompts": self.prompts, "priorities_set": self.priorities_set}
 
 
-def prompt_uncertainty(rewards: Sequence[float], members: Sequence[Sequence[float] | None]) -> float:
-    """A prompt's uncertainty: the ensemble's disagreement when every candidate has member rewards."""
-    if members and all(m is not None for m in members) and len({len(m or ()) for m in members}) == 1:
-        matrix = [list(col) for col in zip(*[m or () for m in members], strict=True)]  # (members, candidates)
-        return ensemble_disagreement(matrix)
-    return margin_uncertainty(rewards)
-
-
 def store_rm_scores(db: Session, project: Project, version_id: int, scores: Mapping[int, float],
                     members: Mapping[int, Sequence[float]] | None = None) -> ScoreResult:
     """Store per-completion rewards (and an ensemble's per-member rewards) and, with active selection on,
@@ -88,10 +71,7 @@ def store_rm_scores(db: Session, project: Project, version_id: int, scores: Mapp
     candidates (higher = labeled sooner).
     """
     members = members or {}
-    rows = [c for batch in batched(sorted({int(c) for c in scores})) for c in db.scalars(
-        select(Completion).join(Prompt, Prompt.id == Completion.prompt_id)
-        .where(Prompt.project_id == project.id, Completion.id.in_(batch))
-    )]
+    rows = queries.project_completions(db, project.id, scores)
     rewards: dict[int, list[float]] = defaultdict(list)
     member_rewards: dict[int, list[list[float] | None]] = defaultdict(list)
     for c in rows:
@@ -106,16 +86,15 @@ def store_rm_scores(db: Session, project: Project, version_id: int, scores: Mapp
     db.flush()
     changed = 0
     if settings_of(project).quality.active_selection and rewards:
-        priorities = {pid: prompt_uncertainty(r, member_rewards[pid]) for pid, r in rewards.items() if len(r) >= 2}
-        for pid, score in priorities.items():
-            db.execute(update(Prompt).where(Prompt.id == pid, Prompt.project_id == project.id).values(priority=score))
+        priorities = prompt_priorities(rewards, member_rewards)
+        queries.set_prompt_priorities(db, project.id, priorities)
         changed = set_priorities(db, project, priorities)
     return ScoreResult(len(rows), len(rewards), changed)
 
 
 def active_reward_version(db: Session, project_id: int) -> ModelVersion | None:
-    return db.scalar(select(ModelVersion).where(ModelVersion.project_id == project_id,
-                                                ModelVersion.kind == "reward", ModelVersion.status == "active"))
+    """The project's active reward-model version (whose stored scores count), or None."""
+    return queries.active_reward_version(db, project_id)
 
 
 def suggestion_for(db: Session, project: Project, shown_ids: Sequence[int]) -> dict[str, Any] | None:
@@ -129,7 +108,7 @@ def suggestion_for(db: Session, project: Project, shown_ids: Sequence[int]) -> d
     active = active_reward_version(db, project.id)
     if active is None:
         return None
-    metas: dict[int, Any] = dict(db.execute(select(Completion.id, Completion.meta).where(Completion.id.in_(list(shown_ids)))).all())
+    metas = queries.completion_metas(db, shown_ids)
     scores: dict[int, float] = {}
     for cid in shown_ids:
         meta: Mapping[str, Any] = metas.get(cid) or {}
@@ -149,10 +128,9 @@ def suggestion_for(db: Session, project: Project, shown_ids: Sequence[int]) -> d
 def enqueue_after_promotion(db: Session, job: Any) -> Any | None:
     """After a train_reward_model job whose version became active, queue `score_prompts` when the project
     uses the scores (active selection or RM suggestions). Returns the queued job, or None."""
-    from app.jobs import queue  # local: the job queue is only needed on this path
-
     result = job.result or {}
-    if job.kind != "train_reward_model" or job.project_id is None or result.get("status") != "active":
+    if job.kind != JobKind.TRAIN_REWARD_MODEL or job.project_id is None \
+            or result.get("status") != VersionStatus.ACTIVE:
         return None
     project = db.get(Project, job.project_id)
     if project is None:
@@ -160,6 +138,6 @@ def enqueue_after_promotion(db: Session, job: Any) -> Any | None:
     cfg = settings_of(project).quality
     if not (cfg.active_selection or cfg.show_rm_suggestion):
         return None
-    queued, _ = queue.enqueue(db, "score_prompts", project.id, {"version_id": result.get("version_id")},
+    queued, _ = queue.enqueue(db, JobKind.SCORE_PROMPTS, project.id, {"version_id": result.get("version_id")},
                               parent_id=job.id)
     return queued

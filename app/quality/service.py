@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 from app.models import ModelVersion, Project, Prompt, utcnow
 from app.projects.service import settings_of
 from app.quality import queries
-from app.quality.consensus import Consensus, consensus_subset
-from app.quality.records import RankingRecord
-from app.quality.report import QualityReport, compute_quality
+from app.quality.stats.consensus import Consensus, consensus_subset
+from app.quality.stats.records import RankingRecord
+from app.quality.stats.report import QualityReport, compute_quality
 from app.registry.service import latest_test_score
 
 CACHE_TTL_SECONDS = 60.0

@@ -4,10 +4,7 @@ A group is one ranking (ranks {completion: rank}, 1 = best, ties equal) or one i
 two). Only comparisons with id <= watermark are read, so a retried job with the same watermark reads
 exactly the same data; the snapshot hash lets the job check that.
 
-Which rankings train is the project's `training.ai_rankings` policy: human and imported rankings always,
-AI rankings (source 'ai') only with "llm-judge" and only those an LLM judge made (client_info["ranker"] ==
-LLM_JUDGE_RANKER). AI rankings from the reward-model ranker never train: they are the active reward
-model's own scores, and a model trained on its own outputs only reinforces its errors.
+Which rankings train: `trains_on`, the AI-ranking training policy (app.projects.schemas.AI_RANKINGS_POLICY).
 """
 
 from __future__ import annotations
@@ -17,11 +14,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Comparison, Completion, Prompt, Ranking, TestSetPrompt
+from app.models import Prompt, Ranking
 from app.projects.schemas import AiRankings
+from app.registry import queries
 
 PromptValue = str | list[dict[str, str]]
 
@@ -58,7 +55,10 @@ def prompt_value(prompt: Prompt) -> PromptValue:
 
 
 def trains_on(ranking: Ranking, ai_rankings: AiRankings) -> bool:
-    """Whether `ranking` is training data under the `ai_rankings` policy (see the module docstring)."""
+    """Whether `ranking` is training data (reward model, DPO) under the project's `ai_rankings` setting: the
+    only code that applies app.projects.schemas.AI_RANKINGS_POLICY. Human and imported rankings always;
+    AI rankings (source 'ai') only with "llm-judge" and only an LLM judge's (client_info["ranker"] ==
+    LLM_JUDGE_RANKER); the reward-model ranker's (REWARD_MODEL_RANKER) never."""
     if ranking.source != "ai":
         return True
     return ai_rankings == "llm-judge" and (ranking.client_info or {}).get("ranker") == LLM_JUDGE_RANKER
@@ -67,7 +67,7 @@ def trains_on(ranking: Ranking, ai_rankings: AiRankings) -> bool:
 def _trainable_rankings(db: Session, ranking_ids: list[int],
                         ai_rankings: AiRankings) -> tuple[dict[int, Ranking], int]:
     """The rankings among `ranking_ids` that train under the policy, by id, and how many AI ones it left out."""
-    loaded = list(db.scalars(select(Ranking).where(Ranking.id.in_(ranking_ids)))) if ranking_ids else []
+    loaded = queries.rankings_by_ids(db, ranking_ids) if ranking_ids else []
     kept = {r.id: r for r in loaded if trains_on(r, ai_rankings)}
     return kept, sum(1 for r in loaded if r.source == "ai" and r.id not in kept)
 
@@ -80,16 +80,7 @@ def load_snapshot(db: Session, project_id: int, watermark: int,
 
     `ai_rankings_left_out` counts the AI rankings the policy kept out, for the callers' messages.
     """
-    stmt = (
-        select(Comparison.id, Comparison.ranking_id, Comparison.prompt_id, Comparison.winner_id, Comparison.loser_id,
-               Comparison.weight, Comparison.annotator_id)
-        .where(Comparison.project_id == project_id, Comparison.id <= watermark, Comparison.is_tie.is_(False))
-    )
-    if test_set_version is not None:
-        stmt = stmt.where(Comparison.prompt_id.in_(
-            select(TestSetPrompt.prompt_id).where(TestSetPrompt.project_id == project_id,
-                                                  TestSetPrompt.version <= test_set_version)))
-    rows = db.execute(stmt.order_by(Comparison.id)).all()
+    rows = queries.snapshot_comparisons(db, project_id, watermark, test_set_version)
     by_ranking: dict[int, list[int]] = {}
     loose: list[Any] = []
     for row in rows:
@@ -101,10 +92,9 @@ def load_snapshot(db: Session, project_id: int, watermark: int,
     completion_ids: set[int] = {c for row in loose for c in (row.winner_id, row.loser_id)}
     for ranking in rankings.values():
         completion_ids.update(int(c) for c in ranking.ranks)
-    texts = dict(db.execute(select(Completion.id, Completion.text).where(Completion.id.in_(completion_ids))).all()) \
-        if completion_ids else {}
+    texts = queries.completion_texts(db, list(completion_ids)) if completion_ids else {}
     prompt_ids = {r.prompt_id for r in rankings.values()} | {row.prompt_id for row in loose}
-    prompts = {p.id: p for p in db.scalars(select(Prompt).where(Prompt.id.in_(prompt_ids)))} if prompt_ids else {}
+    prompts = queries.prompts_by_ids(db, list(prompt_ids)) if prompt_ids else {}
 
     groups: list[dict[str, Any]] = []
     used: list[int] = []
@@ -146,16 +136,12 @@ def load_snapshot(db: Session, project_id: int, watermark: int,
 
 def project_prompts(db: Session, project_id: int) -> list[tuple[int, PromptValue]]:
     """Every non-gold prompt of the project as (id, prompt value), oldest first."""
-    stmt = select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False)).order_by(Prompt.id)
-    return [(p.id, prompt_value(p)) for p in db.scalars(stmt)]
+    return [(p.id, prompt_value(p)) for p in queries.non_gold_prompts(db, project_id)]
 
 
 def count_prompts_without_completions(db: Session, project_id: int) -> int:
-    has_completion = exists().where(Completion.prompt_id == Prompt.id)
-    stmt = select(func.count()).select_from(Prompt).where(
-        Prompt.project_id == project_id, Prompt.is_gold.is_(False), ~has_completion
-    )
-    return int(db.scalar(stmt) or 0)
+    """The project's non-gold prompts that have no completion yet."""
+    return queries.count_prompts_without_completions(db, project_id)
 
 
 def prompt_bucket(prompt_id: int) -> float:

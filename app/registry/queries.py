@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, insert, or_, select
+from sqlalchemy import Row, Select, exists, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.models import (
     Comparison,
+    Completion,
     ModelVersion,
     ModelVersionComparison,
     Prompt,
@@ -17,6 +18,7 @@ from app.models import (
     TestSetPrompt,
     TestSetVersion,
 )
+from app.models.enums import VersionKind, VersionStatus
 
 _LINEAGE_CHUNK = 5000
 
@@ -32,7 +34,7 @@ def add(db: Session, version: ModelVersion) -> None:
 
 def active(db: Session, project_id: int, kind: str) -> ModelVersion | None:
     stmt = select(ModelVersion).where(
-        ModelVersion.project_id == project_id, ModelVersion.kind == kind, ModelVersion.status == "active"
+        ModelVersion.project_id == project_id, ModelVersion.kind == kind, ModelVersion.status == VersionStatus.ACTIVE
     )
     return db.scalars(stmt.order_by(ModelVersion.id.desc())).first()
 
@@ -61,8 +63,8 @@ def latest_trained_watermark(db: Session, project_id: int) -> int:
     """The highest data watermark any finished reward-model version was trained up to (0 when none)."""
     stmt = select(func.max(ModelVersion.data_watermark)).where(
         ModelVersion.project_id == project_id,
-        ModelVersion.kind == "reward",
-        ModelVersion.status.in_(("candidate", "active", "rejected")),
+        ModelVersion.kind == VersionKind.REWARD,
+        ModelVersion.status.in_((VersionStatus.CANDIDATE, VersionStatus.ACTIVE, VersionStatus.REJECTED)),
     )
     return int(db.scalar(stmt) or 0)
 
@@ -72,8 +74,8 @@ def fresher_reward_version(db: Session, project_id: int, than: ModelVersion) -> 
     the promotion rule keeps it from scoring training, but it still knows the newer rankings)."""
     stmt = select(ModelVersion).where(
         ModelVersion.project_id == project_id,
-        ModelVersion.kind == "reward",
-        ModelVersion.status.in_(("candidate", "rejected")),
+        ModelVersion.kind == VersionKind.REWARD,
+        ModelVersion.status.in_((VersionStatus.CANDIDATE, VersionStatus.REJECTED)),
         ModelVersion.checkpoint_path.is_not(None),
         ModelVersion.data_watermark > (than.data_watermark or 0),
     )
@@ -122,6 +124,13 @@ def lineage_counts(db: Session, version_ids: Sequence[int]) -> dict[int, int]:
 
 def max_comparison_id(db: Session, project_id: int) -> int:
     return int(db.scalar(select(func.max(Comparison.id)).where(Comparison.project_id == project_id)) or 0)
+
+
+def share_lock_comparisons(db: Session) -> None:
+    """Postgres: wait for every transaction writing comparisons to finish and keep new writers out until this
+    transaction ends (app.registry.service.settled_watermark). SQLite commits ids in order: nothing to do."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("LOCK TABLE comparisons IN SHARE MODE"))
 
 
 def count_comparisons_after(db: Session, project_id: int, watermark: int) -> int:
@@ -208,3 +217,70 @@ def trained_prompt_ids(db: Session, project_id: int) -> set[int]:
         .where(ModelVersion.project_id == project_id)
     )
     return {int(p) for p in db.scalars(stmt)}
+
+
+# --- training snapshots (app.registry.datasets) -----------------------------------------------------------
+
+
+def snapshot_comparisons(db: Session, project_id: int, watermark: int,
+                         test_set_version: int | None = None
+                         ) -> Sequence[Row[int, int | None, int, int, int, float, int | None]]:
+    """(id, ranking_id, prompt_id, winner_id, loser_id, weight, annotator_id) of the project's non-tied
+    comparisons with id <= watermark, in id order; with `test_set_version`, only those of the prompts in the
+    test set up to that version."""
+    stmt = (
+        select(Comparison.id, Comparison.ranking_id, Comparison.prompt_id, Comparison.winner_id, Comparison.loser_id,
+               Comparison.weight, Comparison.annotator_id)
+        .where(Comparison.project_id == project_id, Comparison.id <= watermark, Comparison.is_tie.is_(False))
+    )
+    if test_set_version is not None:
+        stmt = stmt.where(Comparison.prompt_id.in_(
+            select(TestSetPrompt.prompt_id).where(TestSetPrompt.project_id == project_id,
+                                                  TestSetPrompt.version <= test_set_version)))
+    return db.execute(stmt.order_by(Comparison.id)).all()
+
+
+def rankings_by_ids(db: Session, ranking_ids: Sequence[int]) -> list[Ranking]:
+    return list(db.scalars(select(Ranking).where(Ranking.id.in_(list(ranking_ids)))))
+
+
+def completion_texts(db: Session, completion_ids: Sequence[int]) -> dict[int, str]:
+    """Completion id -> text, for the given ids."""
+    stmt = select(Completion.id, Completion.text).where(Completion.id.in_(list(completion_ids)))
+    return dict(db.execute(stmt).tuples().all())
+
+
+def prompts_by_ids(db: Session, prompt_ids: Sequence[int]) -> dict[int, Prompt]:
+    return {p.id: p for p in db.scalars(select(Prompt).where(Prompt.id.in_(list(prompt_ids))))}
+
+
+def non_gold_prompts(db: Session, project_id: int) -> list[Prompt]:
+    """Every non-gold prompt of the project, oldest first."""
+    stmt = select(Prompt).where(Prompt.project_id == project_id, Prompt.is_gold.is_(False)).order_by(Prompt.id)
+    return list(db.scalars(stmt))
+
+
+def count_prompts_without_completions(db: Session, project_id: int) -> int:
+    """The project's non-gold prompts that have no completion yet."""
+    has_completion = exists().where(Completion.prompt_id == Prompt.id)
+    stmt = select(func.count()).select_from(Prompt).where(
+        Prompt.project_id == project_id, Prompt.is_gold.is_(False), ~has_completion
+    )
+    return int(db.scalar(stmt) or 0)
+
+
+def lineage_summary(db: Session, version_id: int) -> tuple[int, int, int]:
+    """(comparisons, rankings, prompts) that trained this version, for its page."""
+    stmt = (
+        select(func.count(), func.count(func.distinct(Comparison.ranking_id)), func.count(func.distinct(Comparison.prompt_id)))
+        .select_from(ModelVersionComparison)
+        .join(Comparison, Comparison.id == ModelVersionComparison.comparison_id)
+        .where(ModelVersionComparison.model_version_id == version_id)
+    )
+    row = db.execute(stmt).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def completions_written(db: Session, version_id: int) -> int:
+    """How many completions this version generated."""
+    return int(db.scalar(select(func.count()).where(Completion.model_version_id == version_id)) or 0)

@@ -20,19 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
 from app.models import ModelVersion, Project, utcnow
+from app.models.enums import PromotionState, VersionKind, VersionStatus
 from app.projects.service import settings_of
 from app.registry import queries
 from app.registry.datasets import load_snapshot, prompt_bucket
 
 log = logging.getLogger("prefloop.registry")
 
-KINDS = ("policy", "reward")
-PROVISIONAL, CONFIRMED, ROLLED_BACK, SUPERSEDED = "provisional", "confirmed", "rolled_back", "superseded"
+KINDS = tuple(VersionKind)  # for membership checks of user input (`"x" in VersionKind` raises on Python 3.11)
 
 
 class RegistryError(Conflict, ValueError):
@@ -64,7 +63,7 @@ def active_version(db: Session, project_id: int, kind: str) -> ModelVersion | No
 
 def configured_base(project: Project, kind: str) -> str:
     training = settings_of(project).training
-    return training.policy_model if kind == "policy" else training.reward_model
+    return training.policy_model if kind == VersionKind.POLICY else training.reward_model
 
 
 def ensure_base_version(db: Session, project: Project, kind: str) -> ModelVersion | None:
@@ -76,7 +75,7 @@ def ensure_base_version(db: Session, project: Project, kind: str) -> ModelVersio
         return queries.active(db, project.id, kind)
     version = ModelVersion(
         project_id=project.id, kind=kind, name=f"{kind}-v0", base_model=base, checkpoint_path=base,
-        status="active", status_reason="base model from project settings", metrics={}, training_config={},
+        status=VersionStatus.ACTIVE, status_reason="base model from project settings", metrics={}, training_config={},
         activated_at=utcnow(),
     )
     queries.add(db, version)
@@ -92,8 +91,7 @@ def settled_watermark(db: Session, project_id: int) -> int:
     finished and keeps new writers out until the caller's transaction ends, so call this in a transaction of
     its own and end it at once. SQLite runs one write transaction at a time, so ids commit in order there.
     """
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(text("LOCK TABLE comparisons IN SHARE MODE"))
+    queries.share_lock_comparisons(db)
     return queries.max_comparison_id(db, project_id)
 
 
@@ -115,11 +113,11 @@ def start_version(
 ) -> ModelVersion:
     """The `training` version of this job: created on the first attempt, the same row on a retry."""
     existing = queries.by_job(db, job_id, kind)
-    if existing is not None and existing.status == "training":
+    if existing is not None and existing.status == VersionStatus.TRAINING:
         return existing
     version = ModelVersion(
         project_id=project.id, kind=kind, name=f"{kind}-v{queries.count_of_kind(db, project.id, kind)}",
-        base_model=base_model, parent_id=parent.id if parent else None, status="training",
+        base_model=base_model, parent_id=parent.id if parent else None, status=VersionStatus.TRAINING,
         metrics={}, training_config=training_config, data_watermark=data_watermark, job_id=job_id,
     )
     queries.add(db, version)
@@ -150,7 +148,7 @@ def record_training(
     version.checkpoint_path = checkpoint_path
     version.metrics = json_safe(metrics)
     version.data_snapshot_hash = snapshot_hash
-    version.status = "candidate"
+    version.status = VersionStatus.CANDIDATE
     queries.delete_lineage(db, version.id)
     queries.insert_lineage(db, version.id, comparison_ids)
     db.flush()
@@ -196,7 +194,7 @@ def apply_decision(db: Session, version: ModelVersion, decision: Decision) -> No
     if decision.promoted:
         promote(db, version, decision.reason)
     else:
-        version.status, version.status_reason = "rejected", decision.reason
+        version.status, version.status_reason = VersionStatus.REJECTED, decision.reason
         db.flush()
 
 
@@ -206,19 +204,19 @@ def promote(db: Session, version: ModelVersion, reason: str, by: str = "") -> Mo
     A provisional version superseded this way is no longer waiting for people ("superseded"); a version with
     a promotion state that an admin promotes by hand (`by`) is confirmed by that admin, overruling people.
     """
-    if version.status == "training" or not version.checkpoint_path:
+    if version.status == VersionStatus.TRAINING or not version.checkpoint_path:
         raise RegistryError(f"{version.name} has no finished checkpoint and cannot be activated")
     previous = queries.active(db, version.project_id, version.kind)
     if previous is not None and previous.id != version.id:
-        previous.status = "candidate"
+        previous.status = VersionStatus.CANDIDATE
         previous.status_reason = f"superseded by {version.name}" + (f" ({by})" if by else "")
-        if previous.promotion_state == PROVISIONAL:
-            _settle(previous, SUPERSEDED, f"{version.name} was activated before people decided")
-    version.status = "active"
+        if previous.promotion_state == PromotionState.PROVISIONAL:
+            _settle(previous, PromotionState.SUPERSEDED, f"{version.name} was activated before people decided")
+    version.status = VersionStatus.ACTIVE
     version.status_reason = reason + (f" ({by})" if by and reason else by)
     version.activated_at = utcnow()
-    if by and version.promotion_state is not None and version.promotion_state != CONFIRMED:
-        _settle(version, CONFIRMED, f"confirmed by hand by {by}")
+    if by and version.promotion_state is not None and version.promotion_state != PromotionState.CONFIRMED:
+        _settle(version, PromotionState.CONFIRMED, f"confirmed by hand by {by}")
     db.flush()
     log.info("%s version %s of project %s activated: %s", version.kind, version.name, version.project_id,
              version.status_reason, extra={"event": "model.activated", "project_id": version.project_id,
@@ -239,7 +237,7 @@ def promote_provisionally(db: Session, version: ModelVersion, reason: str, ranki
     previous = promote(db, version, reason)
     if previous is None or previous.id == version.id or rankings_needed <= 0:
         return previous
-    version.promotion_state, version.incumbent_version_id = PROVISIONAL, previous.id
+    version.promotion_state, version.incumbent_version_id = PromotionState.PROVISIONAL, previous.id
     version.promotion_reason = (f"promoted by the training gates; awaits {rankings_needed} human rankings that "
                                 f"show it beside {previous.name}")
     version.promotion_decided_at = None
@@ -249,16 +247,26 @@ def promote_provisionally(db: Session, version: ModelVersion, reason: str, ranki
 
 def confirm_by_people(db: Session, version: ModelVersion, reason: str) -> None:
     """People's rankings confirmed a provisional version: it stays active."""
-    _settle(version, CONFIRMED, reason)
+    _settle(version, PromotionState.CONFIRMED, reason)
     db.flush()
 
 
 def roll_back_by_people(db: Session, version: ModelVersion, incumbent: ModelVersion, reason: str) -> None:
     """People preferred the incumbent: it is active again and the provisional version is rejected."""
     promote(db, incumbent, f"re-activated: people preferred it to {version.name}")
-    version.status, version.status_reason = "rejected", f"rolled back to {incumbent.name} by people"
-    _settle(version, ROLLED_BACK, reason)
+    version.status, version.status_reason = VersionStatus.REJECTED, f"rolled back to {incumbent.name} by people"
+    _settle(version, PromotionState.ROLLED_BACK, reason)
     db.flush()
+
+
+def rollback_target(versions: Sequence[ModelVersion]) -> ModelVersion | None:
+    """The version a rollback would re-activate among `versions` (one kind of one project): the most
+    recently activated candidate with a checkpoint, or None when there is no active version or no such one."""
+    if not any(v.status == VersionStatus.ACTIVE for v in versions):
+        return None
+    earlier = [v for v in versions if v.status == VersionStatus.CANDIDATE and v.activated_at is not None
+               and v.checkpoint_path]
+    return max(earlier, key=lambda v: (v.activated_at or v.created_at, v.id)) if earlier else None
 
 
 def rollback(db: Session, project_id: int, kind: str, by: str = "") -> ModelVersion:
@@ -270,15 +278,14 @@ def rollback(db: Session, project_id: int, kind: str, by: str = "") -> ModelVers
     current = queries.active(db, project_id, kind)
     if current is None:
         raise RegistryError(f"no active {kind} version to roll back")
-    earlier = [v for v in queries.list_versions(db, project_id, kind)
-               if v.id != current.id and v.activated_at is not None and v.checkpoint_path and v.status == "candidate"]
-    if not earlier:
+    target = rollback_target(queries.list_versions(db, project_id, kind))
+    if target is None:
         raise RegistryError(f"no earlier {kind} version to roll back to from {current.name}")
-    target = max(earlier, key=lambda v: (v.activated_at, v.id))
     promote(db, target, "rolled back", by)
-    current.status, current.status_reason = "rejected", f"rolled back to {target.name}" + (f" by {by}" if by else "")
-    if current.promotion_state in (PROVISIONAL, SUPERSEDED):
-        _settle(current, ROLLED_BACK, f"rolled back to {target.name} by hand" + (f" by {by}" if by else ""))
+    by_whom = f" by {by}" if by else ""
+    current.status, current.status_reason = VersionStatus.REJECTED, f"rolled back to {target.name}{by_whom}"
+    if current.promotion_state in (PromotionState.PROVISIONAL, PromotionState.SUPERSEDED):
+        _settle(current, PromotionState.ROLLED_BACK, f"rolled back to {target.name} by hand{by_whom}")
     db.flush()
     return target
 
@@ -287,8 +294,8 @@ def abandon_job_versions(db: Session, job_id: int, reason: str) -> None:
     """A training job ended without a result: its unfinished versions are rejected with the reason."""
     for kind in KINDS:
         version = queries.by_job(db, job_id, kind)
-        if version is not None and version.status == "training":
-            version.status, version.status_reason = "rejected", f"training did not finish: {reason}"[:2000]
+        if version is not None and version.status == VersionStatus.TRAINING:
+            version.status, version.status_reason = VersionStatus.REJECTED, f"training did not finish: {reason}"[:2000]
     db.flush()
 
 
@@ -314,6 +321,16 @@ def find(db: Session, version_id: int) -> ModelVersion | None:
 def lineage_counts(db: Session, version_ids: Sequence[int]) -> dict[int, int]:
     """How many comparisons trained each version, for the model pages."""
     return queries.lineage_counts(db, version_ids)
+
+
+def lineage_summary(db: Session, version_id: int) -> tuple[int, int, int]:
+    """(comparisons, rankings, prompts) that trained this version."""
+    return queries.lineage_summary(db, version_id)
+
+
+def completions_written(db: Session, version_id: int) -> int:
+    """How many completions this version generated."""
+    return queries.completions_written(db, version_id)
 
 
 # --- the fixed reward-model test set ----------------------------------------------------------------------

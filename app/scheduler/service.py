@@ -28,12 +28,14 @@ from app.loop import promotion
 from app.loop import queries as loop_queries
 from app.loop import service as loop_service
 from app.models import Job, Project, utcnow
+from app.models.enums import JobKind, PromotionState
 from app.projects import service as projects
 from app.registry import datasets
 from app.registry import queries as registry_queries
 
-LOOP_KINDS = ("train_sft", "train_reward_model", "train_policy", "sample_completions")
-ROUND_STARTS = ("train_reward_model", "sample_completions")
+# The jobs of a loop round (one at a time per project), and those that start one.
+LOOP_KINDS = (JobKind.TRAIN_SFT, JobKind.TRAIN_REWARD_MODEL, JobKind.TRAIN_POLICY, JobKind.SAMPLE_COMPLETIONS)
+ROUND_STARTS = (JobKind.TRAIN_REWARD_MODEL, JobKind.SAMPLE_COMPLETIONS)
 log = logging.getLogger(__name__)
 
 
@@ -133,7 +135,7 @@ def _sample_round(db: Session, project: Project, limit: int, candidate: int | No
     payload: dict[str, object] = {"limit": limit}
     if candidate is not None:
         payload["candidate_version_id"] = candidate
-    job, _ = queue.enqueue(db, "sample_completions", project.id, payload)
+    job, _ = queue.enqueue(db, JobKind.SAMPLE_COMPLETIONS, project.id, payload)
     log.info("%s: sampling a round for project %s (job %s)", by, project.id, job.id)
     return job
 
@@ -153,7 +155,7 @@ def run_loop_now(db: Session, project: Project, requested_by: str = "") -> Job:
             return _sample_round(db, project, loop.prompts_per_round, loop.awaiting.version.id, requested_by or "by hand")
         raise SchedulerError(f"{loop.awaiting.message()}; every prompt is still being labeled: rank the open tasks")
     if loop.new_comparisons > 0:
-        job, _ = queue.enqueue(db, "train_reward_model", project.id, {"chain": True, "requested_by": requested_by})
+        job, _ = queue.enqueue(db, JobKind.TRAIN_REWARD_MODEL, project.id, {"chain": True, "requested_by": requested_by})
         return job
     if loop.eligible_prompts > 0:
         return _sample_round(db, project, loop.prompts_per_round, None, requested_by or "by hand")
@@ -162,7 +164,7 @@ def run_loop_now(db: Session, project: Project, requested_by: str = "") -> Job:
 
 
 def _train_sft(db: Session, project: Project, by: str, *, chain: bool) -> Job:
-    job, _ = queue.enqueue(db, "train_sft", project.id, {"chain": chain, "requested_by": by})
+    job, _ = queue.enqueue(db, JobKind.TRAIN_SFT, project.id, {"chain": chain, "requested_by": by})
     log.info("%s: training the SFT version of project %s (job %s)", by, project.id, job.id)
     return job
 
@@ -175,7 +177,7 @@ def run_sft_now(db: Session, project: Project, requested_by: str = "") -> Job:
         raise SchedulerError("the project has no policy model: set training.policy_model "
                              f"(prefloop projects configure {project.id} --policy-model PATH)")
     active = [j for j in job_queries.active_jobs_of(db, project.id) if j.kind in LOOP_KINDS]
-    if active and active[0].kind != "train_sft":
+    if active and active[0].kind != JobKind.TRAIN_SFT:
         raise SchedulerError(f"{active[0].kind} (job {active[0].id}) is {active[0].status}: train SFT when "
                              "the loop is idle")
     return _train_sft(db, project, requested_by or "by hand", chain=False)
@@ -186,7 +188,7 @@ def tick(db: Session, now: datetime | None = None) -> list[Job]:
     every scheduled project that has enough new comparisons or whose interval passed (while a policy awaits
     people: a sampling round once every task is ranked)."""
     for verdict in promotion.check_all(db):
-        log.info("people %s %s: %s", "confirmed" if verdict.state == "confirmed" else "rolled back",
+        log.info("people %s %s: %s", "confirmed" if verdict.state == PromotionState.CONFIRMED else "rolled back",
                  verdict.version, verdict.reason)
     now = now or utcnow()
     created: list[Job] = []
@@ -212,13 +214,13 @@ def tick(db: Session, now: datetime | None = None) -> list[Job]:
             # Stage one first: the round this tick would start follows the SFT version (app.loop.chain).
             created.append(_train_sft(db, project, "scheduler", chain=True))
         elif watermark == 0 and new == 0 and loop_service.sft_due(db, project) \
-                and loop_queries.last_round_started_at(db, project.id, ("train_sft",)) is None:
+                and loop_queries.last_round_started_at(db, project.id, (JobKind.TRAIN_SFT,)) is None:
             # Demonstrations came (imported) before any ranking: stage one needs no rankings, so the SFT
             # version is trained at once (the demo's first start shows it); rounds follow as people rank.
             # Only once: a failed SFT run waits for a round or a retry by hand instead of looping.
             created.append(_train_sft(db, project, "scheduler", chain=False))
         elif new >= schedule.retrain_every or (due and new > 0):
-            job, was_created = queue.enqueue(db, "train_reward_model", project.id, {
+            job, was_created = queue.enqueue(db, JobKind.TRAIN_REWARD_MODEL, project.id, {
                 "chain": True, "requested_by": "scheduler" if new >= schedule.retrain_every else "interval"})
             if was_created:
                 created.append(job)

@@ -40,7 +40,7 @@ def invite(
     """A one-time link (valid 72 hours) with which the invited person picks their name and password."""
     try:
         issued = accounts.issue_invite(db, admin, email, role)
-    except Invalid as exc:
+    except (Invalid, service.AuthError) as exc:  # AuthError: not an e-mail address
         return _page(request, db, status_code=400, error=str(exc))
     return _page(request, db, issued=issued, issued_for=issued.link.email, issued_kind="invitation")
 

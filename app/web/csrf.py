@@ -11,7 +11,9 @@ import hashlib
 import hmac
 import secrets
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
+
+from app.errors import Forbidden
 
 CSRF_COOKIE = "prefloop_csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -79,8 +81,8 @@ async def verify_csrf(request: Request) -> None:
     if not nonce or not token or not hmac.compare_digest(token, _sign(request.app.state.secret, nonce)):
         settings = request.app.state.settings
         if not nonce and settings.cookies_secure and request.url.scheme != "https":
-            raise HTTPException(status_code=403, detail=insecure_transport_message(settings.public_origin))
-        raise HTTPException(status_code=403, detail="CSRF token missing or invalid; reload the page and try again.")
+            raise Forbidden(insecure_transport_message(settings.public_origin))
+        raise Forbidden("CSRF token missing or invalid; reload the page and try again.")
 
 
 def insecure_transport_message(origin: str) -> str:

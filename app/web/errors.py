@@ -72,15 +72,18 @@ def _wants_json(request: Request) -> bool:
 
 
 def error_response(request: Request, status: int, detail: object, headers: dict[str, str] | None = None,
-                   title: str | None = None, errors: list[dict[str, Any]] | None = None) -> Response:
+                   title: str | None = None, errors: list[dict[str, Any]] | None = None,
+                   extra: dict[str, Any] | None = None) -> Response:
     """A browser gets the error page; the API an RFC 9457 problem document: `type`, `title`, `status`, and
     `detail` — always a string, as RFC 9457 has it — plus, for invalid input, `errors` (one entry per problem:
-    `loc`, `msg`, `type`), the shape the OpenAPI schema documents (see `document_problems`)."""
+    `loc`, `msg`, `type`), the shape the OpenAPI schema documents (see `document_problems`), and the `extra`
+    members a domain error adds (`DomainError.problem_fields`)."""
     if _wants_json(request):
         problem: dict[str, Any] = {"type": "about:blank", "title": title or HTTPStatus(status).phrase,
                                    "status": status, "detail": detail if isinstance(detail, str) else str(detail)}
         if errors is not None:
             problem["errors"] = errors
+        problem.update(extra or {})
         return JSONResponse(problem, status_code=status, headers=headers, media_type="application/problem+json")
     message = detail if isinstance(detail, str) else "The request could not be processed."
     response = render(request, "error.html", {"status": status, "message": message}, status_code=status)
@@ -104,7 +107,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
-        return error_response(request, exc.status, str(exc) or exc.title, title=exc.title)
+        return error_response(request, exc.status, str(exc) or exc.title, exc.headers or None, title=exc.title,
+                              extra=exc.problem_fields())
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:

@@ -42,6 +42,10 @@ def test_the_code_keeps_every_contract() -> None:
          "worker.training is pure torch: no app, no database"),
         ("app/auth/queries.py", "from app.auth import service as _s  # planted\n",
          "feature layers: entry points > service > queries > models"),
+        ("app/quality/stats/agreement.py", "import sqlalchemy as _sa  # planted\n",
+         "quality statistics are pure: no database, no web, no rest of the feature"),
+        ("app/quality/stats/trust.py", "from app.quality import service as _s  # planted\n",
+         "quality statistics are pure: no database, no web, no rest of the feature"),
     ],
 )
 def test_a_planted_violation_breaks_its_contract(tree: Path, module: str, planted: str, contract: str) -> None:

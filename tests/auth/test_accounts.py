@@ -111,6 +111,16 @@ def test_withdrawn_link_no_longer_works(client: TestClient, db: Session) -> None
     assert TestClient(client.app).get(path).status_code == 404
 
 
+def test_invite_for_something_not_an_email_is_a_400(client: TestClient, db: Session) -> None:
+    """Found by tests/web/test_api_fuzz.py: an address without '@' was an unhandled AuthError (500)."""
+    admin = make_user(db, "admin")
+    db.commit()
+    token = login(client, admin.email)
+    for email in ("0" * 300, "@example.org"):
+        page = client.post("/admin/users/invite", data={"csrf_token": token, "email": email})
+        assert page.status_code == 400 and "not an e-mail address" in page.text
+
+
 def test_annotators_cannot_issue_links(client: TestClient, db: Session) -> None:
     annotator = make_user(db)
     db.commit()

@@ -15,7 +15,7 @@ from app.browse import queries, schemas, service
 from app.browse.schemas import PAGE_SIZE, DataFilter
 from app.errors import Conflict, Invalid
 from app.models import Completion, Prompt, Slot
-from app.quality.gold import GoldSpec, score_gold
+from app.quality.stats.gold import GoldSpec, score_gold
 from tests.browse.scene import FLAG, RATIONALE, SKIP_REASON, Scene, build
 from tests.factories import make_prompt
 

@@ -113,7 +113,7 @@ def test_policy_mix_pools_roles_of_one_version() -> None:
 def test_the_uncertain_tier_reads_an_ensembles_disagreement_when_it_scored_every_candidate() -> None:
     from app.loop.queries import PromptRow
     from app.loop.service import _uncertainty
-    from app.quality.active import ensemble_disagreement, margin_uncertainty
+    from app.quality.stats.active import ensemble_disagreement, margin_uncertainty
 
     scores = [0.0, -4.0, -8.0]  # clear-cut by the mean
     disputed = [[0.0, 0.0, 0.0], [-4.0, 4.0, -4.0], [-8.0, 8.0, -8.0]]  # one member sure of the opposite

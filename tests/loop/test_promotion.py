@@ -21,8 +21,6 @@ from app.loop import service as loop
 from app.models import Completion, Job, ModelVersion, Project, Prompt, Slot, utcnow
 from app.registry import service as registry
 from app.scheduler import service as scheduler
-from app.settings import Settings, get_settings
-from tests.conftest import TEST_SECRET
 from tests.factories import api_token, login, make_project, make_user
 
 M = 6  # training.confirm_rankings of these tests
@@ -167,8 +165,8 @@ def test_people_confirm_or_roll_back(db: Session, client: TestClient, dialect: s
     db.commit()
 
 
-def test_api_page_and_cli_show_promotion_state(db: Session, client: TestClient, settings: Settings,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_page_and_cli_show_promotion_state(db: Session, client: TestClient,
+                                               cli_env: dict[str, str]) -> None:
     project = _project(db)
     sft, v1, v2 = _provisional(db, project)
     _version(db, project, "policy-v3", "rejected", parent=v2)  # never sampled: still on the leaderboard
@@ -209,16 +207,9 @@ def test_api_page_and_cli_show_promotion_state(db: Session, client: TestClient, 
     assert "not ranked yet" in models  # policy-v3: every version is listed
     assert "provisional" in models
 
-    for key, value in {"PREFLOOP_ENV": "test", "PREFLOOP_DATABASE_URL": settings.database_url,
-                       "PREFLOOP_SECRET_KEY": TEST_SECRET, "PREFLOOP_DATA_DIR": str(settings.data_dir)}.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(cli, ["models", "list", str(project.id), "--kind", "policy", "--json"])
-        configured = CliRunner().invoke(cli, ["projects", "configure", str(project.id), "--interval-minutes", "15",
-                                              "--confirm-rankings", "8", "--json"])
-    finally:
-        get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["models", "list", str(project.id), "--kind", "policy", "--json"])
+    configured = CliRunner().invoke(cli, ["projects", "configure", str(project.id), "--interval-minutes", "15",
+                                          "--confirm-rankings", "8", "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert set(rows) == {"policy-v0", "policy-v1", "policy-v2", "policy-v3"}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -17,8 +16,6 @@ from app.cli import cli
 from app.labeling.slots import ensure_slots
 from app.members import service as members
 from app.models import Project, User
-from app.settings import Settings, get_settings
-from tests.conftest import TEST_SECRET
 from tests.factories import api_token, csrf_from, login, make_project, make_prompt, make_user
 
 
@@ -88,8 +85,8 @@ def test_members_and_admins_see_and_claim_a_closed_project(client: TestClient, d
     assert client.get(f"/api/projects/{closed.id}", headers=tokens[member.email]).status_code == 404
 
 
-def test_admins_manage_members_by_page_api_and_cli(client: TestClient, db: Session, settings: Settings,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_admins_manage_members_by_page_api_and_cli(client: TestClient, db: Session,
+                                                   cli_env: dict[str, str]) -> None:
     closed = _closed_project(db)
     admin, annotator, other = make_user(db, "admin"), make_user(db), make_user(db)
     headers, annotator_headers = api_token(db, admin), api_token(db, annotator)
@@ -119,20 +116,13 @@ def test_admins_manage_members_by_page_api_and_cli(client: TestClient, db: Sessi
     gone = client.delete(f"/api/projects/{closed.id}/members/{annotator.id}", headers=headers)
     assert gone.json() == {"user_id": annotator.id, "removed": True}
 
-    for key, value in {"PREFLOOP_ENV": "test", "PREFLOOP_DATABASE_URL": settings.database_url,
-                       "PREFLOOP_SECRET_KEY": TEST_SECRET, "PREFLOOP_DATA_DIR": str(settings.data_dir)}.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    try:
-        runner = CliRunner()
-        done = runner.invoke(cli, ["members", "add", str(closed.id), other.email, "--json"])
-        assert done.exit_code == 0, done.output
-        assert json.loads(done.stdout)["created"] is True
-        shown = runner.invoke(cli, ["members", "list", str(closed.id), "--json"])
-        assert [m["email"] for m in json.loads(shown.stdout)["members"]] == [other.email]
-        missing = runner.invoke(cli, ["members", "add", str(closed.id), "ghost@example.org"])
-        assert missing.exit_code != 0 and "ghost@example.org" in missing.output
-        out = runner.invoke(cli, ["members", "remove", str(closed.id), other.email])
-    finally:
-        get_settings.cache_clear()
+    runner = CliRunner()
+    done = runner.invoke(cli, ["members", "add", str(closed.id), other.email, "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["created"] is True
+    shown = runner.invoke(cli, ["members", "list", str(closed.id), "--json"])
+    assert [m["email"] for m in json.loads(shown.stdout)["members"]] == [other.email]
+    missing = runner.invoke(cli, ["members", "add", str(closed.id), "ghost@example.org"])
+    assert missing.exit_code != 0 and "ghost@example.org" in missing.output
+    out = runner.invoke(cli, ["members", "remove", str(closed.id), other.email])
     assert out.exit_code == 0 and "removed from" in out.output

@@ -8,7 +8,7 @@ from itertools import count
 
 import numpy as np
 
-from app.quality.records import RankingRecord
+from app.quality.stats.records import RankingRecord
 
 _ids = count()
 

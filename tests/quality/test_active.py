@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from app.quality.active import (
+from app.quality.stats.active import (
     ensemble_disagreement,
     margin_uncertainty,
     select_by_disagreement,

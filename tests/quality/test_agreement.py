@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from app.quality.agreement import (
+from app.quality.stats.agreement import (
     agreement_by_day,
     agreement_by_pair,
     kendall_tau_b,

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from app.quality.bias import _poisson_binomial_pmf, length_rank_correlation, position_bias, time_outliers
+from app.quality.stats.bias import (
+    _poisson_binomial_pmf,
+    length_rank_correlation,
+    position_bias,
+    time_outliers,
+)
 from tests.quality.quality_factories import ranking
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from app.quality.choice_models import bradley_terry, plackett_luce
-from app.quality.consensus import consensus_of, consensus_subset, pairwise_margins, ranked_pairs
-from app.quality.records import Comparison, order_to_ranks
+from app.quality.stats.choice_models import bradley_terry, plackett_luce
+from app.quality.stats.consensus import consensus_of, consensus_subset, pairwise_margins, ranked_pairs
+from app.quality.stats.records import Comparison, order_to_ranks
 from tests.quality.quality_factories import ranking
 
 

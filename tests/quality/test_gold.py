@@ -2,7 +2,14 @@
 
 import pytest
 
-from app.quality.gold import GoldScore, GoldSpec, degrade, flag_annotators, score_gold, should_inject_gold
+from app.quality.stats.gold import (
+    GoldScore,
+    GoldSpec,
+    degrade,
+    flag_annotators,
+    score_gold,
+    should_inject_gold,
+)
 
 SPEC = GoldSpec.parse("g1", [{"better": "A", "worse": "C"}, {"last": "D"}])
 

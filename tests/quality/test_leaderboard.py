@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from app.quality.leaderboard import leaderboard
+from app.quality.stats.leaderboard import leaderboard
 from tests.quality.quality_factories import ranking
 
 

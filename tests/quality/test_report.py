@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.quality.gold import GoldSpec
-from app.quality.records import RankingRecord
-from app.quality.report import compute_quality
+from app.quality.stats.gold import GoldSpec
+from app.quality.stats.records import RankingRecord
+from app.quality.stats.report import compute_quality
 from tests.quality.quality_factories import ranking, simulated_rankings
 
 

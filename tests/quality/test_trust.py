@@ -3,8 +3,8 @@
 import pytest
 from scipy import stats
 
-from app.quality.records import PairCounts
-from app.quality.trust import (
+from app.quality.stats.records import PairCounts
+from app.quality.stats.trust import (
     annotator_trust,
     loo_consensus_counts,
     ranking_weights,

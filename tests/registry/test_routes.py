@@ -41,7 +41,7 @@ def test_models_page_promote_and_rollback(db: Session, client: TestClient) -> No
     assert page.status_code == 200 and "reward-v1" in page.text and "0.750" in page.text
     assert "&lt;b&gt;worse&lt;/b&gt;" in page.text and ' style="' not in page.text
     detail = client.get(f"/projects/{project_id}/models/{v1.id}")
-    assert detail.status_code == 200 and "<polyline" in detail.text and "1 comparison(s) trained" in detail.text
+    assert detail.status_code == 200 and "<polyline" in detail.text and "1 comparison(s) trained this checkpoint" in detail.text
     promoted = client.post(f"/projects/{project_id}/models/{v1.id}/promote", data={"csrf_token": csrf},
                            follow_redirects=False)
     assert promoted.status_code == 303

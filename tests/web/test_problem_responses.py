@@ -6,7 +6,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.auth import service as auth
 from app.jobs import queue
+from app.models import Project
 from tests.factories import api_token, login, make_project, make_user
 
 
@@ -56,3 +58,30 @@ def test_an_unknown_api_route_is_a_problem_too(client: TestClient) -> None:
     response = client.get("/api/no-such-thing")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_refusal_after_a_write_rolls_the_write_back(client: TestClient, db: Session) -> None:
+    """The rename is applied before the k range is found wrong: the 422 leaves the project as it was."""
+    headers = api_token(db, make_user(db, "admin"))
+    project = make_project(db, "before")
+    db.commit()
+    response = client.patch(f"/api/projects/{project.id}", headers=headers,
+                            json={"name": "after", "k_min": 6, "k_max": 3})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "k_max (3) must be at least k_min (6)" in response.json()["detail"]
+    db.expire_all()
+    assert db.get(Project, project.id).name == "before"  # type: ignore[union-attr]
+
+
+def test_a_forbidden_write_is_a_403_problem_and_writes_nothing(client: TestClient, db: Session) -> None:
+    """A read-only token refused by the route's guard (a Forbidden, not an HTTPException) changes nothing."""
+    headers = {"Authorization": f"Bearer {auth.create_api_token(db, make_user(db, 'admin'), scope='read')}"}
+    project = make_project(db, "kept")
+    db.commit()
+    response = client.patch(f"/api/projects/{project.id}", headers=headers, json={"name": "renamed"})
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["detail"] == "This API token is read-only; use a token with full scope."
+    db.expire_all()
+    assert db.get(Project, project.id).name == "kept"  # type: ignore[union-attr]

@@ -7,10 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -18,20 +16,8 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.models import Completion, Job
 from app.projects.service import settings_of
-from app.settings import Settings, get_settings
-from tests.conftest import REPO, TEST_SECRET
+from tests.conftest import REPO
 from tests.factories import make_project, make_prompt
-
-
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    env = {"PREFLOOP_ENV": "test", "PREFLOOP_DATABASE_URL": settings.database_url, "PREFLOOP_SECRET_KEY": TEST_SECRET,
-           "PREFLOOP_DATA_DIR": str(settings.data_dir), "PREFLOOP_CHECKPOINT_DIR": str(settings.checkpoint_dir)}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield env
-    get_settings.cache_clear()
 
 
 def test_configure_loop_and_worker_once(db: Session, cli_env: dict[str, str], tiny_models: dict[str, Path]) -> None:

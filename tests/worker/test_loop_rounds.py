@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.loop import service as loop
+from app.loop.kl_schedule import next_coef
 from app.models import Assignment, Completion, Job, ModelVersion
 from app.registry import service as registry
 from app.scheduler import service as scheduler
@@ -29,6 +31,7 @@ from worker.loop import WorkerConfig, run_worker
 POOL = 8
 PER_ROUND = 4
 K = 4
+KL_BETA = 0.02  # the default training.kl_beta
 
 
 def _work(settings: Settings, engine: Engine) -> int:
@@ -117,6 +120,14 @@ def test_three_rounds_on_a_fixed_pool(db: Session, client: TestClient, clean_eng
         assert version.training_config["reward_version_id"] == version.reward_version_id
         assert len(loop.rollout_prompts(db, version.id)) > 0, version.name  # lineage: its rollout prompts
         assert version.status in ("active", "rejected", "candidate")
+    # The KL schedule: each round's coefficient is learnt from the round before (app.loop.kl_schedule).
+    ordered = sorted(policies, key=lambda v: v.id)
+    assert ordered[0].training_config["kl_schedule"]["previous_version"] is None
+    for before, version in zip(ordered, ordered[1:], strict=False):
+        step = version.training_config["kl_schedule"]
+        assert step["previous_version"] == before.name and step["previous_kl"] == before.metrics["kl"]
+        assert version.training_config["kl_coef"] == step["coef"] == pytest.approx(
+            next_coef(KL_BETA, step["target"], before.training_config["kl_coef"], before.metrics["kl"]))
     # People decided every promoted version but the last (its rankings are in, but no tick ran since).
     assert promoted, "no round's policy passed the gates: nothing for people to confirm"
     scheduler.tick(db)

@@ -6,7 +6,6 @@ the active model again on it, like for like; `prefloop models list --json` and t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,26 +19,16 @@ from app.jobs import queue
 from app.loop import service as loop
 from app.models import Job, ModelVersion
 from app.registry import service as registry
-from app.settings import Settings, get_settings
-from tests.conftest import TEST_SECRET
+from app.settings import Settings
 from tests.factories import api_token, make_user
 from tests.worker.loop_helpers import add_ranked_prompts, tiny_loop_project, trained_comparisons
 from worker.loop import WorkerConfig, run_worker
 
 
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {"PREFLOOP_ENV": "test", "PREFLOOP_DATABASE_URL": settings.database_url,
-                       "PREFLOOP_SECRET_KEY": TEST_SECRET, "PREFLOOP_DATA_DIR": str(settings.data_dir),
-                       "PREFLOOP_CHECKPOINT_DIR": str(settings.checkpoint_dir)}.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-def _train_reward(db: Session, engine: Engine, settings: Settings, project_id: int) -> tuple[Job, ModelVersion]:
-    job, _ = queue.enqueue(db, "train_reward_model", project_id)
+def _train(db: Session, engine: Engine, settings: Settings, project_id: int,
+           kind: str = "train_reward_model") -> tuple[Job, ModelVersion]:
+    """Run one training job of `kind` through the real worker; (the finished job, the version it trained)."""
+    job, _ = queue.enqueue(db, kind, project_id)
     db.commit()
     config = WorkerConfig(worker_id="t", once=True, heartbeat_seconds=0.1, stale_seconds=30, run_scheduler=False)
     assert run_worker(settings, config, engine=engine) == 1
@@ -51,11 +40,11 @@ def _train_reward(db: Session, engine: Engine, settings: Settings, project_id: i
 
 def test_reward_models_are_measured_on_one_fixed_test_set(db: Session, client: TestClient, clean_engine: Engine,
                                                           settings: Settings, tiny_models: dict[str, Path],
-                                                          cli_env: None, dialect: str) -> None:
+                                                          cli_env: dict[str, str], dialect: str) -> None:
     assert dialect in ("sqlite", "postgresql")
     project = tiny_loop_project(db, tiny_models, prompts=0)  # rm_heldout_fraction 0.25
     first_ids = add_ranked_prompts(db, project, 8)
-    job1, v1 = _train_reward(db, clean_engine, settings, project.id)
+    job1, v1 = _train(db, clean_engine, settings, project.id)
     test1 = registry.test_set(db, project.id)
     held = len(test1.prompt_ids)
     assert job1.payload["test_set_version"] == 1 and test1.version == 1 and 2 <= held < 8  # a quarter of 8 or more
@@ -71,7 +60,7 @@ def test_reward_models_are_measured_on_one_fixed_test_set(db: Session, client: T
     # More prompts are ranked: the test set grows by appending (version 2), the old members stay, and
     # the active model (reward-v1) is scored again on version 2, beside the new model.
     second_ids = add_ranked_prompts(db, project, 16, start=20)
-    job2, v2 = _train_reward(db, clean_engine, settings, project.id)
+    job2, v2 = _train(db, clean_engine, settings, project.id)
     test2 = registry.test_set(db, project.id)
     assert job2.payload["test_set_version"] == 2 and test2.version == 2 and test1.prompt_ids < test2.prompt_ids
     assert registry.test_set(db, project.id, 1) == test1
@@ -99,3 +88,24 @@ def test_reward_models_are_measured_on_one_fixed_test_set(db: Session, client: T
     assert api.status_code == 200, api.text
     shown = {v["name"]: v for v in api.json()}
     assert shown["reward-v2"]["test_set_version"] == 2 and shown["reward-v2"]["test_ece"] == m2["test_ece"]
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "dpo"])
+def test_policy_training_leaves_the_test_set_out(db: Session, clean_engine: Engine, settings: Settings,
+                                                 tiny_models: dict[str, Path], algorithm: str) -> None:
+    """Rollouts (PPO/RLOO) never sample a test-set prompt and DPO never trains on a test-set ranking, so the
+    reward models and the policies are measured on prompts no model trained on."""
+    project = tiny_loop_project(db, tiny_models, prompts=0, algorithm=algorithm, rloo_k=2)
+    ranked = add_ranked_prompts(db, project, 8)  # comparison ids
+    _train(db, clean_engine, settings, project.id)
+    held = registry.test_set_prompt_ids(db, project.id)
+    assert 2 <= len(held) < 8
+    _, version = _train(db, clean_engine, settings, project.id, "train_policy")
+    if algorithm == "dpo":
+        trained = registry.lineage(db, version.id)
+        assert trained and trained == trained_comparisons(db, project.id, ranked)
+        assert version.metrics["train_prompts"] + version.metrics["heldout_prompts"] == 8 - len(held)
+    else:
+        rollouts = set(loop.rollout_prompts(db, version.id))
+        assert rollouts and not rollouts & held
+        assert version.metrics["train_prompts"] + version.metrics["heldout_prompts"] == 8 - len(held)

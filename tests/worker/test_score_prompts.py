@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from app.jobs import queue
 from app.labeling.slots import ensure_slots
 from app.models import Completion, Job, ModelVersion, Prompt, Slot
-from app.quality.active import ensemble_disagreement, margin_uncertainty
 from app.quality.scoring import suggestion_for
+from app.quality.stats.active import ensemble_disagreement, margin_uncertainty
 from app.settings import Settings
 from tests.factories import api_token, make_user
 from tests.worker.loop_helpers import add_ranked_prompts, tiny_loop_project

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -27,8 +25,7 @@ from app.loop import service as loop
 from app.models import Completion, Demonstration, Job, ModelVersion, Project
 from app.registry import service as registry
 from app.scheduler import service as scheduler
-from app.settings import Settings, get_settings
-from tests.conftest import TEST_SECRET
+from app.settings import Settings
 from tests.factories import api_token, make_user
 from tests.worker.loop_helpers import PROMPTS, add_ranked_prompts, tiny_loop_project
 from worker.loop import WorkerConfig, run_worker
@@ -140,20 +137,9 @@ def test_run_loop_now_trains_sft_then_samples_round_zero_with_it(
     assert new and {c.model_version_id for c in new} == {sft.id}
 
 
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {"PREFLOOP_ENV": "test", "PREFLOOP_DATABASE_URL": settings.database_url,
-                       "PREFLOOP_SECRET_KEY": TEST_SECRET, "PREFLOOP_DATA_DIR": str(settings.data_dir),
-                       "PREFLOOP_CHECKPOINT_DIR": str(settings.checkpoint_dir)}.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def test_without_demonstrations_the_base_model_is_the_sft_version(
         db: Session, client: TestClient, clean_engine: Engine, settings: Settings, tiny_models: dict[str, Path],
-        cli_env: None, dialect: str) -> None:
+        cli_env: dict[str, str], dialect: str) -> None:
     project = tiny_loop_project(db, tiny_models, algorithm="rloo", prompts=4, per_round=4, rloo_k=2, policy_steps=2)
     db.commit()
     assert not loop.sft_due(db, project)

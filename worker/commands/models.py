@@ -4,10 +4,19 @@ used by CI, the demo and benchmarks), serve policy versions over the OpenAI comp
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from app.console import JsonFlag, cli_session, emit, fail
+from app.loop import service as loop
+from app.models.enums import VersionKind
+from app.projects import service as projects
+from app.registry import service as registry
+from worker.context import JobFailure
+from worker.handlers.common import verified
 
 cli = typer.Typer(help="Model versions of a project; local models (no downloads).", no_args_is_help=True)
 
@@ -21,16 +30,11 @@ def _group() -> None:
 def list_command(
     project: Annotated[str, typer.Argument(help="Project id or name.")],
     kind: Annotated[str | None, typer.Option(help="policy or reward (default: both).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Every version, newest first: kind, status, parent, reference, lineage counts and promotion state with
     its reason, reward models' test-set version and accuracy on it (the fields of GET
     /api/projects/{id}/models but metrics and training_config)."""
-    from app.console import cli_session, emit, fail
-    from app.loop import service as loop
-    from app.projects import service as projects
-    from app.registry import service as registry
-
     if kind is not None and kind not in registry.KINDS:
         fail("--kind must be policy or reward")
     try:
@@ -97,9 +101,9 @@ def init_tiny_command(
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.")] = 512,
 ) -> None:
     """Create a tiny random policy and reward model with a locally trained tokenizer; prints their paths."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: optional [worker] extra
 
-    from worker.training.tiny import default_texts, init_tiny
+    from worker.training.tiny import default_texts, init_tiny  # lazy: imports torch
 
     hf_logging.disable_progress_bar()
     texts = read_texts(texts_file) if texts_file is not None else default_texts()
@@ -111,10 +115,6 @@ def init_tiny_command(
 
 def _resolve_versions(refs: list[str], project: str | None) -> list[tuple[str, str]]:
     """(name, checkpoint path) of each policy version named by id, or by name within --project."""
-    from app.console import cli_session, fail
-    from app.projects import service as projects
-    from app.registry import service as registry
-
     found: list[tuple[str, str]] = []
     with cli_session() as db:
         named: dict[str, Any] = {}
@@ -124,7 +124,7 @@ def _resolve_versions(refs: list[str], project: str | None) -> list[tuple[str, s
                 row = projects.get_by_ref(db, project)
             except projects.ProjectNotFound as exc:
                 fail(str(exc))
-            named = {v.name: v for v in registry.list_versions(db, row.id, "policy")}
+            named = {v.name: v for v in registry.list_versions(db, row.id, VersionKind.POLICY)}
         for ref in refs:
             version = named.get(ref)
             if version is None and ref.isdigit():
@@ -135,7 +135,7 @@ def _resolve_versions(refs: list[str], project: str | None) -> list[tuple[str, s
             if version is None:
                 fail(f"no policy version {ref!r}" + (f" in project {project}" if project else
                                                       " (give a version id, or --project to name it)"))
-            if version.kind != "policy" or not version.checkpoint_path:
+            if version.kind != VersionKind.POLICY or not version.checkpoint_path:
                 fail(f"version {ref!r} is not a policy with a checkpoint (kind {version.kind})")
             found.append((version.name, str(version.checkpoint_path)))
     return found
@@ -151,16 +151,11 @@ def serve_command(
 ) -> None:
     """Serve policy versions over the OpenAI completions protocol (POST /v1/completions, GET /v1/models),
     each under its version name, with the in-process sampler (docs/sampling.md)."""
-    import time
+    import uvicorn  # lazy: the ASGI server (~75 ms with asyncio) is needed by `serve` only
+    from transformers.utils import logging as hf_logging  # lazy: optional [worker] extra
 
-    import uvicorn
-    from transformers.utils import logging as hf_logging
-
-    from app.console import fail
-    from worker.context import JobFailure
-    from worker.handlers.common import verified
-    from worker.serving import ServedModel, create_server
-    from worker.training.sampling import load_policy
+    from worker.serving import ServedModel, create_server  # lazy: pulls fastapi/starlette into CLI start-up
+    from worker.training.sampling import load_policy  # lazy: imports torch
 
     hf_logging.disable_progress_bar()
     served = []

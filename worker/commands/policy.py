@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from worker.training.groups import load_groups
+
 cli = typer.Typer(help="Policy training and sampling.", no_args_is_help=True)
 
 
@@ -43,7 +45,7 @@ def read_prompts(path: Path) -> list[Any]:
 
 def read_demonstrations(path: Path) -> list[Any]:
     """SFT demonstrations from JSONL lines with `prompt` (or `messages`) and `completion`."""
-    from worker.training.policy import Demonstration
+    from worker.training.policy import Demonstration  # lazy: imports torch
 
     out = []
     for n, rec in enumerate(_read_jsonl(path), start=1):
@@ -91,8 +93,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a policy and print the run's metrics as one JSON object."""
-    from worker.training.groups import load_groups
-    from worker.training.policy import PolicyTrainConfig, train_policy
+    from worker.training.policy import PolicyRun, PolicyTrainConfig, train_policy  # lazy: imports torch
 
     fields: dict[str, Any] = dict(
         algorithm=algorithm,
@@ -123,7 +124,7 @@ def train(
     def progress(fraction: float, message: str) -> None:
         print(f"[{fraction:6.1%}] {message}", file=sys.stderr)
 
-    result = train_policy(
+    result = train_policy(PolicyRun(
         config,
         policy_path=policy,
         output_dir=output,
@@ -133,7 +134,7 @@ def train(
         demonstrations=read_demonstrations(demonstrations) if demonstrations else None,
         heldout_prompts=read_prompts(heldout) if heldout else None,
         progress=progress,
-    )
+    ))
     print(
         json.dumps(
             {
@@ -160,7 +161,7 @@ def sample(
     device: Annotated[str, typer.Option()] = "auto",
 ) -> None:
     """Print one JSON line per prompt: {"prompt": ..., "completions": [...]}."""
-    from worker.training.sampling import load_policy, sample_completions
+    from worker.training.sampling import load_policy, sample_completions  # lazy: imports torch
 
     items = read_prompts(prompts)
     policy, tokenizer = load_policy(model, device=device)

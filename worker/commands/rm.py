@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:  # annotation only: the commands import the training package when they run
-    from worker.training.groups import RankingGroup
+from worker.training.groups import DataError, RankingGroup, load_groups, split_by_prompt
 
 cli = typer.Typer(help="Reward model: train on rankings, evaluate on pairs, score completions.", no_args_is_help=True)
 
@@ -21,15 +20,13 @@ def _group() -> None:
 
 
 def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: optional [worker] extra
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
 
 def _load(file: Path) -> list[RankingGroup]:
-    from worker.training.groups import DataError, load_groups
-
     try:
         return load_groups(file)
     except DataError as exc:
@@ -79,8 +76,7 @@ def train_command(
 ) -> None:
     """Train a reward model (also under torchrun); prints the metrics as JSON."""
     _quiet_transformers()
-    from worker.training.groups import split_by_prompt
-    from worker.training.reward import ConfigError, RewardTrainConfig, train_reward_model
+    from worker.training.reward import ConfigError, RewardTrainConfig, train_reward_model  # lazy: torch
 
     groups = _load(file)
     if heldout_file is not None:
@@ -153,8 +149,8 @@ def train_summary(metrics: dict[str, Any]) -> list[str]:
 def _groups_and_scorer(checkpoint: Path, file: Path, batch_size: int) -> tuple[list[Any], Any]:
     """The file's groups and a scorer for the checkpoint; a bad checkpoint exits 2 with its reason."""
     _quiet_transformers()
-    from worker.training.checkpoint import CheckpointError
-    from worker.training.reward import RewardScorer
+    from worker.training.checkpoint import CheckpointError  # lazy: imports torch
+    from worker.training.reward import RewardScorer  # lazy: imports torch
 
     groups = _load(file)
     try:

@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from app.settings import get_settings
+from worker import lifeline
+
 # How long a worker whose server has gone may take to checkpoint its job and exit before it is cut off.
 LIFELINE_GRACE_SECONDS = 30.0
 
@@ -24,15 +27,13 @@ def cli(
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Do not enqueue scheduled loop jobs.")] = False,
 ) -> None:
     """Run the worker: claim jobs, train and sample, heartbeat; SIGTERM checkpoints and exits cleanly."""
-    from app.logs import configure_logging, resolve_format
-    from app.settings import get_settings
-    from worker import lifeline
-    from worker.loop import WorkerConfig, run_worker
+    from app.logs import configure_logging, resolve_format  # lazy: pulls starlette into CLI start-up
+    from worker.loop import WorkerConfig, run_worker  # lazy: pulls starlette into CLI start-up
 
     settings = get_settings()
     # Job progress goes to the jobs table; per-file download/save bars would only flood the worker's log.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: optional [worker] extra
 
     hf_logging.disable_progress_bar()
     configure_logging(settings.log_level, resolve_format(settings.log_format, settings.is_dev))

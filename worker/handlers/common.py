@@ -15,6 +15,7 @@ from app.projects import service as projects
 from app.registry import service as registry
 from app.registry.datasets import TrainingSnapshot
 from worker.context import JobContext, JobFailure
+from worker.training.groups import RankingGroup
 
 
 def load_project(db: Session, ctx: JobContext) -> Project:
@@ -81,10 +82,8 @@ def scaled_progress(ctx: JobContext, start: float, end: float) -> Callable[[floa
     return report
 
 
-def ranking_groups(groups: Sequence[dict[str, Any]]) -> list[Any]:
+def ranking_groups(groups: Sequence[dict[str, Any]]) -> list[RankingGroup]:
     """Plain group dicts (app.registry.datasets) as worker.training RankingGroup objects."""
-    from worker.training.groups import RankingGroup
-
     return [RankingGroup(**g) for g in groups]
 
 
@@ -96,7 +95,7 @@ def is_prefloop_checkpoint(path: str | Path) -> bool:
 
 def verified(path: str | Path) -> Path:
     """Verify a prefloop checkpoint's checksums before loading it (a plain base model is taken as is)."""
-    from worker.training.checkpoint import CheckpointError, verify_checkpoint
+    from worker.training.checkpoint import CheckpointError, verify_checkpoint  # lazy: torch is optional
 
     root = Path(path)
     if not root.exists():
@@ -119,6 +118,6 @@ def version_round(name: str) -> int:
 
 def resume_step(state_dir: Path) -> int:
     """The step a saved training state would resume from (0 when there is none)."""
-    from worker.training.checkpoint import has_training_state, load_meta
+    from worker.training.checkpoint import has_training_state, load_meta  # lazy: torch is optional
 
     return int(load_meta(state_dir).get("step", 0)) if has_training_state(state_dir) else 0

@@ -29,7 +29,7 @@ BATCH_PROMPTS = 8
 
 def in_process(draw: PolicyDraw, sampling: SamplingSettings) -> Sampler:
     """Load the version's weights here and sample with worker.training.sampling."""
-    from worker.training.sampling import load_policy, sample_completions
+    from worker.training.sampling import load_policy, sample_completions  # lazy: torch is optional
 
     model, tokenizer = load_policy(verified(draw.checkpoint_path))
 
@@ -81,9 +81,9 @@ def _ensure_served(client: CompletionsClient, sampling: SamplingSettings, draw: 
 
 def remote(client: CompletionsClient, draw: PolicyDraw, sampling: SamplingSettings) -> Sampler:
     """Sample this version on the server: make sure it is served, then one request per prompt."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers is optional
 
-    from worker.training.sampling import format_prompt
+    from worker.training.sampling import format_prompt  # lazy: torch is optional
 
     name = served_name(sampling, draw)
     try:

@@ -35,7 +35,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if not todo:
         return {"version_id": rm_id, "completions": 0, "prompts": 0, "priorities_set": 0}
 
-    from worker.training.reward import RewardScorer
+    from worker.training.reward import RewardScorer  # lazy: torch is optional
 
     ctx.progress(0.02, f"loading {rm_name}")
     scorer = RewardScorer(verified(rm_path))

@@ -1,6 +1,6 @@
 """`train_policy`: improve the active policy against the active reward model (PPO, RLOO) or on the rankings
 directly (DPO), evaluate on held-out prompts before and after, and decide promotion. DPO reads the same
-rankings as reward training (human and imported; LLM-judge AI rankings only with `training.ai_rankings`).
+rankings as reward training (app.registry.datasets.trains_on: the AI-ranking training policy).
 
 The run starts from the active policy. PPO/RLOO take their KL against the frozen reference of
 `training.reference` (app.loop.service.reference_for: the SFT version by default, so the policy does not
@@ -22,6 +22,7 @@ from app.jobs import queue
 from app.jobs.schemas import TrainPolicyPayload
 from app.loop import promotion
 from app.loop import service as loop
+from app.models.enums import VersionKind
 from app.projects.service import settings_of
 from app.registry import datasets
 from app.registry import queries as registry_queries
@@ -53,8 +54,8 @@ def usable_judges(ctx: JobContext, judges: dict[str, str]) -> dict[str, Path]:
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """Train, evaluate, record and decide; returns the version with reward before/after and KL."""
-    from worker.training.checkpoint import CheckpointError
-    from worker.training.policy import PolicyTrainConfig, train_policy
+    from worker.training.checkpoint import CheckpointError  # lazy: torch is optional
+    from worker.training.policy import PolicyRun, PolicyTrainConfig, train_policy  # lazy: torch is optional
 
     payload = TrainPolicyPayload.model_validate(ctx.payload)
     watermark = data_watermark(ctx, payload.watermark,
@@ -63,17 +64,21 @@ def run(ctx: JobContext) -> dict[str, Any]:
         project = load_project(db, ctx)
         settings = settings_of(project)
         training, sampling = settings.training, settings.sampling
-        policy = registry.ensure_base_version(db, project, "policy")
-        reward = registry.ensure_base_version(db, project, "reward")
+        policy = registry.ensure_base_version(db, project, VersionKind.POLICY)
+        reward = registry.ensure_base_version(db, project, VersionKind.REWARD)
         if policy is None or not policy.checkpoint_path:
             raise JobFailure("the project has no policy model: set training.policy_model "
                              f"(prefloop projects configure {project.id} --policy-model PATH)", retryable=False)
         if reward is None or not reward.checkpoint_path:
             raise JobFailure("the project has no active reward model: set training.reward_model "
                              f"(prefloop projects configure {project.id} --reward-model PATH)", retryable=False)
-        prompts = datasets.project_prompts(db, project.id)
+        # The fixed test set (app.registry.service.extend_test_set) stays out of rollouts and DPO pairs, so
+        # reward models and policies are measured on prompts no model trained on.
+        test_ids = registry.test_set_prompt_ids(db, project.id)
+        prompts = [(pid, p) for pid, p in datasets.project_prompts(db, project.id) if pid not in test_ids]
         if not prompts:
-            raise JobFailure("the project has no prompts to train the policy on", retryable=False)
+            raise JobFailure("the project has no prompts to train the policy on (outside its test set)",
+                             retryable=False)
         held_ids = datasets.heldout_prompt_ids([pid for pid, _ in prompts], minimum=min(8, len(prompts) // 4))
         train_pairs = [(pid, p) for pid, p in prompts if pid not in held_ids] or prompts
         train_prompts = [p for _, p in train_pairs]
@@ -87,13 +92,16 @@ def run(ctx: JobContext) -> dict[str, Any]:
             if payload.watermark is None:
                 queue.set_payload(db, ctx.job_id, ctx.worker_id, {"watermark": watermark})
             snapshot = datasets.load_snapshot(db, project.id, watermark, training.ai_rankings)
-            groups, comparison_ids = snapshot.groups, snapshot.comparison_ids
+            trained_part, _ = datasets.split_snapshot(snapshot, test_ids)
+            groups, comparison_ids = trained_part.groups, trained_part.comparison_ids
             if not groups:
                 raise JobFailure(no_data_message(snapshot, project.id, training.ai_rankings,
                                                  lead="DPO needs rankings; none"), retryable=False)
+        kl_step = loop.kl_step(db, project) if algorithm in ("ppo", "rloo") else None
         config = PolicyTrainConfig(
             algorithm=algorithm, seed=sampling.seed, steps=training.policy_steps, learning_rate=training.policy_lr,
-            kl_coef=training.kl_beta, dpo_beta=training.dpo_beta,
+            kl_coef=kl_step.coef if kl_step is not None else training.kl_beta, dpo_beta=training.dpo_beta,
+            kl_stop=kl_step.stop if kl_step is not None else None,
             temperature=sampling.temperature if sampling.temperature > 0 else 1.0, top_p=sampling.top_p,
             max_new_tokens=sampling.max_new_tokens,
             rollout_batch_size=min(training.policy_batch_prompts, len(train_prompts)),
@@ -103,16 +111,17 @@ def run(ctx: JobContext) -> dict[str, Any]:
         )
         reference = loop.reference_for(db, project, policy) if algorithm in ("ppo", "rloo") else policy
         version = registry.start_version(
-            db, project, "policy", job_id=ctx.job_id, parent=policy, base_model=policy.checkpoint_path,
+            db, project, VersionKind.POLICY, job_id=ctx.job_id, parent=policy, base_model=policy.checkpoint_path,
             training_config={**config.to_dict(), "reward_version_id": reward.id, "reward_version": reward.name,
-                             "reference": training.reference, "reference_version": reference.name},
+                             "reference": training.reference, "reference_version": reference.name,
+                             "kl_schedule": kl_step.as_dict() if kl_step is not None else None},
             data_watermark=watermark if algorithm == "dpo" else reward.data_watermark,
         )
         version.reference_version_id = reference.id
         version.reward_version_id = reward.id if algorithm in ("ppo", "rloo") else None
         reference_path, reference_name = str(reference.checkpoint_path), reference.name
         rollout_prompt_ids = [pid for pid, _ in train_pairs] if algorithm in ("ppo", "rloo") else []
-        out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, "policy", version.id)
+        out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, VersionKind.POLICY, version.id)
         version_id, version_name = version.id, version.name
         policy_path, reward_path, reward_name = policy.checkpoint_path, reward.checkpoint_path, reward.name
         kl_budget = training.kl_budget
@@ -125,13 +134,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.01, f"{algorithm}: training {version_name} from the active policy against {reward_name}, "
                        f"KL to {reference_name}")
     try:
-        result = train_policy(
+        result = train_policy(PolicyRun(
             config, policy_path=verified(policy_path), output_dir=out_dir, prompts=train_prompts,
             reference_path=verified(reference_path),
             reward_model_path=verified(reward_path), groups=ranking_groups(groups) if groups else None,
             heldout_prompts=heldout_prompts, progress=scaled_progress(ctx, 0.02, 0.95), should_stop=ctx.should_stop,
             judge_model_paths=usable_judges(ctx, judges),
-        )
+        ))
     except CheckpointError as exc:
         raise JobFailure(f"checkpoint error: {exc}", retryable=False) from exc
     if result.stopped:
@@ -158,5 +167,5 @@ def run(ctx: JobContext) -> dict[str, Any]:
     return {"version_id": version_id, "version": version_name, "status": status, "reason": decision.reason,
             "promotion_state": promotion_state,
             "reward_before": reward_before, "reward_after": reward_after, "kl": kl, "algorithm": algorithm,
-            "reference_version": reference_name,
+            "reference_version": reference_name, "kl_stopped_at": result.metrics.get("kl_stopped_at"),
             "resumed_from_step": resumed_from}

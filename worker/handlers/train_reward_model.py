@@ -1,7 +1,7 @@
 """`train_reward_model`: train a new reward model on the comparisons up to the job's watermark.
 
-Training data is human and imported rankings, plus LLM-judge AI rankings when the project opts in
-(`training.ai_rankings`; see app.registry.datasets). Rankings from the reward-model ranker never train.
+Training data: the rankings app.registry.datasets.trains_on admits (the AI-ranking training policy,
+`training.ai_rankings`).
 
 The watermark (max comparison id at the first attempt) is stored in the payload, and the version row and
 its output directory are created once per job, so a retry after a crash reads exactly the same groups
@@ -24,6 +24,7 @@ from typing import Any
 from app.db import unit_of_work
 from app.jobs import queue
 from app.jobs.schemas import TrainRewardModelPayload
+from app.models.enums import VersionKind, VersionStatus
 from app.projects.service import settings_of
 from app.quality.weights import recompute_trust_weights
 from app.registry import datasets
@@ -55,8 +56,12 @@ def _checkpoint_every(groups: int, batch_prompts: int | None, epochs: int | None
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """Train, measure, record lineage and decide promotion; returns the version and its held-out accuracy."""
-    from worker.training.checkpoint import CheckpointError
-    from worker.training.reward import RewardScorer, RewardTrainConfig, train_reward_model
+    from worker.training.checkpoint import CheckpointError  # lazy: torch is optional
+    from worker.training.reward import (  # lazy: torch is optional
+        RewardScorer,
+        RewardTrainConfig,
+        train_reward_model,
+    )
 
     payload = TrainRewardModelPayload.model_validate(ctx.payload)
     watermark = data_watermark(ctx, payload.watermark)
@@ -64,7 +69,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     with unit_of_work(ctx.session_factory) as db:
         project = load_project(db, ctx)
         training = settings_of(project).training
-        active = registry.ensure_base_version(db, project, "reward")
+        active = registry.ensure_base_version(db, project, VersionKind.REWARD)
         base = training.reward_model or (active.base_model if active else "")
         if not base:
             raise JobFailure("the project has no reward model: set training.reward_model "
@@ -98,7 +103,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             extra={"job_id": ctx.job_id, "project_id": project.id, "watermark": watermark},
         )
         version = registry.start_version(
-            db, project, "reward", job_id=ctx.job_id, parent=active, base_model=base,
+            db, project, VersionKind.REWARD, job_id=ctx.job_id, parent=active, base_model=base,
             training_config=config.to_dict(), data_watermark=watermark,
         )
         if version.data_snapshot_hash and version.data_snapshot_hash != snapshot.snapshot_hash:
@@ -106,9 +111,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
                              "(deleted or re-weighted, or training.ai_rankings changed); start a new training job",
                              retryable=False)
         version.data_snapshot_hash = snapshot.snapshot_hash
-        out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, "reward", version.id)
+        out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, VersionKind.REWARD, version.id)
         version_id, version_name = version.id, version.name
-        active_path = active.checkpoint_path if active is not None and active.status == "active" else None
+        active_path = active.checkpoint_path if active is not None and active.status == VersionStatus.ACTIVE else None
         active_id = active.id if active is not None else None
         tolerance = training.rm_accuracy_tolerance
     ensure_writable_dir(out_dir)

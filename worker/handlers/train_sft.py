@@ -19,6 +19,7 @@ from app.demonstrations import service as demonstrations
 from app.jobs import queue
 from app.jobs.schemas import TrainSftPayload
 from app.loop import service as loop
+from app.models.enums import VersionKind, VersionRole
 from app.projects.service import settings_of
 from app.registry import datasets
 from app.registry import service as registry
@@ -31,8 +32,13 @@ MIN_PROMPTS_FOR_HELDOUT = 10
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """Train and register the SFT version; returns it with the loss before/after and the data used."""
-    from worker.training.checkpoint import CheckpointError
-    from worker.training.policy import Demonstration, PolicyTrainConfig, train_policy
+    from worker.training.checkpoint import CheckpointError  # lazy: torch is optional
+    from worker.training.policy import (  # lazy: torch is optional
+        Demonstration,
+        PolicyRun,
+        PolicyTrainConfig,
+        train_policy,
+    )
 
     payload = TrainSftPayload.model_validate(ctx.payload)
     with unit_of_work(ctx.session_factory) as db:
@@ -65,14 +71,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
             max_new_tokens=sampling.max_new_tokens, save_every=max(1, steps // 4),
         )
         version = registry.start_version(
-            db, project, "policy", job_id=ctx.job_id, parent=base, base_model=base.checkpoint_path,
+            db, project, VersionKind.POLICY, job_id=ctx.job_id, parent=base, base_model=base.checkpoint_path,
             training_config={**config.to_dict(), "demonstration_watermark": watermark,
                              "demonstrations": len(train_rows), "heldout_demonstrations": len(rows) - len(train_rows)},
             data_watermark=None,
         )
-        version.role = "sft"
+        version.role = VersionRole.SFT
         db.flush()
-        out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, "policy", version.id)
+        out_dir = registry.version_dir(ctx.settings.checkpoint_dir, project.id, VersionKind.POLICY, version.id)
         version_id, version_name, base_path, base_name = version.id, version.name, base.checkpoint_path, base.name
         train_ids = [r.id for r in train_rows]
     ensure_writable_dir(out_dir)
@@ -80,11 +86,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
     ctx.progress(0.01, f"sft: training {version_name} from {base_name} on {len(train_demos)} demonstration(s)")
     try:
-        result = train_policy(
+        result = train_policy(PolicyRun(
             config, policy_path=verified(base_path), output_dir=out_dir, demonstrations=train_demos,
             heldout_demonstrations=heldout_demos, progress=scaled_progress(ctx, 0.02, 0.95),
             should_stop=ctx.should_stop,
-        )
+        ))
     except CheckpointError as exc:
         raise JobFailure(f"checkpoint error: {exc}", retryable=False) from exc
     if result.stopped:

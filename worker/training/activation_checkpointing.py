@@ -24,3 +24,9 @@ def enable_activation_checkpointing(model: Any) -> None:
 def supports_activation_checkpointing(model: Any) -> bool:
     """Whether `enable_activation_checkpointing` can act on `model`."""
     return hasattr(model, "activation_checkpointing_enable") or hasattr(model, "gradient_checkpointing_enable")
+
+
+def enable_training_checkpointing(model: Any) -> None:
+    """Activation checkpointing for training, with the KV cache off (checkpointed layers cannot fill one)."""
+    enable_activation_checkpointing(model)
+    model.config.use_cache = False

@@ -1,4 +1,4 @@
-"""Moving (and freezing) modules on a device without losing their static type.
+"""Moving (and freezing) modules on a device without losing their static type; bf16 autocast.
 
 transformers wraps `PreTrainedModel.to` with `functools.wraps(nn.Module.to)`, which type checkers cannot
 bind as a method, and leaves `PreTrainedModel.eval` unannotated. Going through a parameter typed by its
@@ -8,7 +8,8 @@ still run.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import contextlib
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -24,3 +25,10 @@ def to_device(module: ModuleT, device: torch.device | str) -> ModuleT:
 def frozen(module: ModuleT, device: torch.device | str) -> ModuleT:
     """`module` in eval mode with gradients off, moved to `device` (a reference model nobody trains)."""
     return module.eval().requires_grad_(False).to(device)
+
+
+def bf16_autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA when `enabled` (weights stay fp32); a no-op context otherwise and on CPU."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

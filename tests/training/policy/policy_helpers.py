@@ -104,7 +104,7 @@ def assert_same_checkpoint(a_dir: Path, b_dir: Path, atol: float = 1e-5) -> None
 def run_planted(tiny: dict[str, Path], out: Path, cfg: Any, prompts: Sequence[str], heldout: Sequence[str],
                 **kw: Any) -> Any:
     """train_policy on `prompts` with the planted vowel reward, evaluated on `heldout`."""
-    from worker.training.policy import train_policy
+    from worker.training.policy import PolicyRun, train_policy
 
-    return train_policy(cfg, policy_path=tiny["policy"], output_dir=out, prompts=prompts, reward_fn=vowel_reward,
-                        heldout_prompts=heldout, **kw)
+    return train_policy(PolicyRun(cfg, policy_path=tiny["policy"], output_dir=out, prompts=prompts, reward_fn=vowel_reward,
+                        heldout_prompts=heldout, **kw))

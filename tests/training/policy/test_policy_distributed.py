@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from tests.training.policy.policy_helpers import make_prompts, vowel_reward
 from tests.training.policy.test_policy_offline import _demos, _groups
-from worker.training.policy import PolicyTrainConfig, train_policy
+from worker.training.policy import PolicyRun, PolicyTrainConfig, train_policy
 
 
 def _free_port() -> int:
@@ -40,7 +40,7 @@ def _config(algorithm: str) -> PolicyTrainConfig:
 
 
 def _train(algorithm: str, policy: str | Path, out: str | Path):  # type: ignore[no-untyped-def]
-    return train_policy(
+    return train_policy(PolicyRun(
         _config(algorithm),
         policy_path=policy,
         output_dir=out,
@@ -50,7 +50,7 @@ def _train(algorithm: str, policy: str | Path, out: str | Path):  # type: ignore
         heldout_prompts=HELDOUT if algorithm in ("rloo", "ppo") else None,
         reward_fn=vowel_reward,
         device="cpu",
-    )
+    ))
 
 
 def _worker(rank: int, world: int, port: int, policy: str, out: str, algorithm: str) -> None:

@@ -22,14 +22,9 @@ from tests.training.policy.policy_helpers import (
 )
 from tests.training.policy.test_policy_offline import _groups
 from worker.training.checkpoint import verify_checkpoint
-from worker.training.policy import PolicyTrainConfig, PolicyTrainResult, train_policy
-from worker.training.policy.runtime import (
-    encode_completion,
-    load_train_models,
-    pack,
-    reference_mode,
-    response_forward,
-)
+from worker.training.policy import PolicyRun, PolicyTrainConfig, PolicyTrainResult, train_policy
+from worker.training.policy.batching import encode_completion, pack, response_forward
+from worker.training.policy.models import load_train_models, reference_mode
 from worker.training.sampling import encode_prompts
 
 CPU = torch.device("cpu")
@@ -107,22 +102,22 @@ def test_lora_dpo_learns_and_saves_a_merged_model(
 ) -> None:
     probe = _probe(tiny_models["policy"])
     seen: list[tuple[type, torch.Tensor]] = []
-    evaluate = train_module._evaluate
+    evaluate = train_module.evaluate_heldout
 
     def spy(rt: Any, *args: Any) -> dict[str, float]:
         # The last evaluation runs on the trained, not yet merged policy: keep its log-probs.
         seen.append((type(rt.policy), _logprobs(rt.policy, probe)))
         return evaluate(rt, *args)
 
-    monkeypatch.setattr(train_module, "_evaluate", spy)
+    monkeypatch.setattr(train_module, "evaluate_heldout", spy)
     cfg = _lora_cfg("dpo", epochs=3, steps=None, batch_size=4, learning_rate=2e-2, micro_batch_size=8)
-    result = train_policy(
+    result = train_policy(PolicyRun(
         cfg,
         policy_path=tiny_models["policy"],
         output_dir=tmp_path,
         groups=_groups(24, seed=3),
         heldout_groups=_groups(12, seed=4),
-    )
+    ))
     before, after = result.metrics["before"], result.metrics["after"]
     assert before["dpo_accuracy"] == pytest.approx(0.5) and before["dpo_reward_margin"] == pytest.approx(0.0)
     assert after["dpo_accuracy"] > 0.8

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from worker.training.policy.batching import global_minibatches
 from worker.training.policy.common import (
     AdaptiveKLController,
     clipped_policy_loss,
@@ -21,7 +22,6 @@ from worker.training.policy.common import (
     ranking_pairs,
     rloo_advantages,
 )
-from worker.training.policy.runtime import global_minibatches
 
 
 def test_gae_matches_hand_computation() -> None:

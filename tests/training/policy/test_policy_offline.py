@@ -11,7 +11,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 
 from tests.training.policy.policy_helpers import WORDS, make_prompts
 from worker.training.groups import RankingGroup
-from worker.training.policy import Demonstration, PolicyTrainConfig, train_policy
+from worker.training.policy import Demonstration, PolicyRun, PolicyTrainConfig, train_policy
 from worker.training.policy.sft import IGNORE_INDEX, encode_demonstrations, make_sft_batch
 
 
@@ -59,9 +59,9 @@ def test_dpo_raises_margin_and_accuracy_and_scores_reference_once(tiny_models: P
             micro_batch_size=8,
             save_every=1000,
         )
-        counted = train_policy(
+        counted = train_policy(PolicyRun(
             cfg, policy_path=tiny_models["policy"], output_dir=tmp_path / "a", groups=train
-        )
+        ))
     finally:
         LlamaForCausalLM.__init__ = original_init  # type: ignore[method-assign]
         for h in handles:
@@ -72,13 +72,13 @@ def test_dpo_raises_margin_and_accuracy_and_scores_reference_once(tiny_models: P
     assert n_pairs > n_completions
     assert len(counted.history) == 18 and counted.history[-1]["pairs"] == 4 * 5
 
-    result = train_policy(
+    result = train_policy(PolicyRun(
         cfg,
         policy_path=tiny_models["policy"],
         output_dir=tmp_path / "b",
         groups=train,
         heldout_groups=heldout,
-    )
+    ))
     before, after = result.metrics["before"], result.metrics["after"]
     assert before["dpo_accuracy"] == pytest.approx(0.5) and before["dpo_reward_margin"] == pytest.approx(0.0)
     assert after["dpo_accuracy"] > 0.8
@@ -113,13 +113,13 @@ def test_sft_lowers_heldout_loss(tiny_models: Path, tmp_path: Path) -> None:
     cfg = PolicyTrainConfig(
         algorithm="sft", steps=40, batch_size=8, learning_rate=3e-3, save_every=1000, micro_batch_size=4
     )
-    result = train_policy(
+    result = train_policy(PolicyRun(
         cfg,
         policy_path=tiny_models["policy"],
         output_dir=tmp_path,
         demonstrations=_demos(64, 5),
         heldout_demonstrations=_demos(16, 6),
-    )
+    ))
     before, after = result.metrics["before"]["sft_loss"], result.metrics["after"]["sft_loss"]
     assert after < 0.6 * before, (before, after)
 
@@ -136,7 +136,7 @@ def test_dpo_weights_scale_each_rankings_pull(tiny_models: Path, tmp_path: Path)
                             micro_batch_size=8, save_every=1000, seed=0)
 
     def weights_after(groups: list[RankingGroup], name: str) -> dict[str, torch.Tensor]:
-        result = train_policy(cfg, policy_path=tiny_models["policy"], output_dir=tmp_path / name, groups=groups)
+        result = train_policy(PolicyRun(cfg, policy_path=tiny_models["policy"], output_dir=tmp_path / name, groups=groups))
         return load_file(str(Path(result.checkpoint) / "model.safetensors"))
 
     with_ignored, alone = weights_after(kept + ignored, "with"), weights_after(kept, "alone")

@@ -13,7 +13,7 @@ from tests.training.policy.policy_helpers import (
     stop_after,
 )
 from worker.training.checkpoint import verify_checkpoint
-from worker.training.policy import PolicyTrainConfig, PolicyTrainResult, train_policy
+from worker.training.policy import PolicyRun, PolicyTrainConfig, PolicyTrainResult, train_policy
 
 TRAIN_PROMPTS = make_prompts(64, seed=1)
 HELDOUT = make_prompts(32, seed=2)
@@ -80,14 +80,14 @@ def test_adaptive_kl_ptx_and_reward_model_value_init(tiny_models: dict[str, Path
         ptx_coef=1.0,
         missing_eos_penalty=1.0,
     )
-    result = train_policy(
+    result = train_policy(PolicyRun(
         cfg,
         policy_path=tiny_models["policy"],
         output_dir=tmp_path,
         prompts=TRAIN_PROMPTS,
         reward_model_path=tiny_models["reward"],
         ptx_texts=["the cat sat on the mat.", "we like to read books."],
-    )
+    ))
     coefs = [h["kl_coef"] for h in result.history]
     assert coefs[0] == pytest.approx(0.02)
     # Step 1 samples from the reference itself (KL 0 < target): error -0.2 over 8 samples / horizon 10.
@@ -131,3 +131,18 @@ def test_kl_is_measured_against_the_given_reference(tiny_models: dict[str, Path]
     assert to_start.metrics["before"]["kl"] == pytest.approx(0.0, abs=1e-4)
     assert to_sft.metrics["before"]["kl"] > 0.05, to_sft.metrics["before"]
     assert verify_checkpoint(to_sft.checkpoint or tmp_path)["reference_policy"] == str(tiny_models["policy"])
+
+
+def test_kl_stop_ends_the_run_after_the_first_step_past_it(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """With kl_coef 0 the policy drifts freely; `kl_stop` ends training after the first step whose rollouts
+    are past it, and that step's policy is the checkpoint (the loop sets it under its KL budget)."""
+    free = _run(tiny_models, tmp_path / "free", _cfg("rloo", kl_coef=0.0, steps=12))
+    kls = [h["kl"] for h in free.history]
+    limit = 0.5 * max(kls)
+    first_past = next(i for i, kl in enumerate(kls) if kl > limit) + 1
+    assert first_past < len(kls), kls  # the free run goes on past the limit
+    stopped = _run(tiny_models, tmp_path / "stopped", _cfg("rloo", kl_coef=0.0, steps=12, kl_stop=limit))
+    assert stopped.metrics["kl_stopped_at"] == first_past == len(stopped.history)
+    assert [h["kl"] for h in stopped.history] == pytest.approx(kls[:first_past])  # same seed, same steps
+    assert stopped.checkpoint is not None and not stopped.metrics["stopped"]
+    assert free.metrics["kl_stopped_at"] is None

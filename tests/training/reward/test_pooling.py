@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from worker.training.dropout import disable_dropout
 from worker.training.reward import RewardScorer, RewardTrainConfig, train_reward_model
 from worker.training.reward.batching import pad_rows
-from worker.training.reward.model import RewardModule, disable_dropout, load_reward_model
+from worker.training.reward.model import RewardModule, load_reward_model
 
 from .conftest import planted_groups
 

@@ -11,21 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-
-def dist_active() -> bool:
-    """True when running under an initialised torch.distributed process group with more than one rank."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum `t` over all ranks (a no-op copy when not distributed)."""
-    t = t.detach().clone()
-    if dist_active():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
+from worker.training.distributed import all_reduce_sum
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

@@ -60,6 +60,9 @@ class PolicyTrainConfig:
     kl_target: float = 6.0
     kl_horizon: float = 10000.0
     kl_estimator: Literal["k1", "k3"] = "k1"
+    # PPO/RLOO stop early once a step's rollouts are this far (nats per sequence) from the reference; the
+    # policy of that step is the result. The loop sets it below its KL budget so no round trains past it.
+    kl_stop: float | None = None
     missing_eos_penalty: float | None = 1.0
     # PPO
     ppo_epochs: int = 1
@@ -140,6 +143,7 @@ class PolicyTrainConfig:
         check(self.kl_controller in ("fixed", "adaptive"), "kl_controller must be fixed|adaptive")
         check(self.kl_target > 0 and self.kl_horizon > 0, "kl_target and kl_horizon must be > 0")
         check(self.kl_estimator in ("k1", "k3"), "kl_estimator must be k1|k3")
+        check(self.kl_stop is None or self.kl_stop > 0, "kl_stop must be > 0")
         check(
             0 < self.cliprange < 1 and self.cliprange_value > 0,
             "cliprange must be in (0, 1), cliprange_value > 0",

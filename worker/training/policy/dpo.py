@@ -9,22 +9,21 @@ Groups are the shared `worker.training.groups.RankingGroup` (the reward model re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
+from worker.training.distributed import all_reduce_sum
 from worker.training.groups import RankingGroup
-from worker.training.policy.common import all_reduce_sum, dpo_loss, ranking_pairs
-from worker.training.policy.runtime import (
-    Runtime,
-    chunks,
-    encode_completion,
-    pack,
-    reference_mode,
-    response_forward,
-    step_indices,
-)
+from worker.training.policy.algorithm import Setup
+from worker.training.policy.batching import chunks, encode_completion, pack, response_forward, step_indices
+from worker.training.policy.common import dpo_loss, ranking_pairs
+from worker.training.policy.config import PolicyTrainConfig
+from worker.training.policy.models import reference_mode
+from worker.training.policy.runtime import Runtime
 from worker.training.sampling import encode_prompts
 
 
@@ -58,26 +57,43 @@ def _correct(margin: torch.Tensor) -> torch.Tensor:
 class DPO:
     """One optimizer step per outer step over `batch_size` ranking groups."""
 
-    def __init__(self, rt: Runtime, groups: Sequence[RankingGroup]) -> None:
-        self.rt = rt
-        self.groups = encode_groups(rt, groups)
+    def __init__(self, config: PolicyTrainConfig, tokenizer: Any, groups: Sequence[RankingGroup]) -> None:
+        self.n_groups = len(groups)  # an epoch counts every given group, also those without a preference
+        self.groups = encode_groups(config, tokenizer, groups)
         if not self.groups:
             raise ValueError("DPO needs at least one ranking group with two different ranks")
         self._ref_cache: dict[int, torch.Tensor] = {}
 
-    def reference(self, index: int) -> torch.Tensor:
+    def trained_modules(self) -> tuple[nn.Module, ...]:
+        """Only the policy trains."""
+        return ()
+
+    def epoch_size(self) -> int:
+        """The ranking groups given."""
+        return self.n_groups
+
+    def meta(self) -> dict[str, Any]:
+        """Nothing to add."""
+        return {}
+
+    def state(self) -> dict[str, Any]:
+        """Nothing beyond the policy and optimizer (the reference cache is recomputed)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore."""
+
+    def reference(self, rt: Runtime, index: int) -> torch.Tensor:
         """Reference sequence log-probs of group `index`, computed once and cached for the run."""
         if index not in self._ref_cache:
             g = self.groups[index]
-            with torch.no_grad(), reference_mode(self.rt.policy, self.rt.ref) as ref:
-                self._ref_cache[index] = sequence_logprobs(
-                    self.rt, ref, g.prompt_ids, g.completion_ids
-                ).float()
+            with torch.no_grad(), reference_mode(rt.policy, rt.ref) as ref:
+                self._ref_cache[index] = sequence_logprobs(rt, ref, g.prompt_ids, g.completion_ids).float()
         return self._ref_cache[index]
 
-    def step(self, step: int) -> dict[str, float]:
+    def step(self, rt: Runtime, step: int) -> dict[str, float]:
         """Train on this step's groups; return loss, implicit-reward margin and pair accuracy."""
-        rt, cfg = self.rt, self.rt.config
+        cfg = rt.config
         local = rt.local(step_indices(len(self.groups), cfg.batch_size, step, cfg.seed))
         n_pairs = all_reduce_sum(torch.tensor(float(sum(len(self.groups[i].pairs) for i in local))))
         # The loss is the weighted mean over pairs (rankings' trust weights); the reported stats stay per pair.
@@ -87,7 +103,7 @@ class DPO:
         stats = torch.zeros(4)  # loss, margin, correct, chosen reward
         for gi in local:
             g = self.groups[gi]
-            ref = self.reference(gi)
+            ref = self.reference(rt, gi)
             pol = sequence_logprobs(rt, rt.policy, g.prompt_ids, g.completion_ids)
             better = torch.tensor([p[0] for p in g.pairs], device=pol.device)
             worse = torch.tensor([p[1] for p in g.pairs], device=pol.device)
@@ -114,20 +130,18 @@ class DPO:
         }
 
 
-def encode_groups(rt: Runtime, groups: Sequence[RankingGroup]) -> list[_EncodedGroup]:
+def encode_groups(config: PolicyTrainConfig, tokenizer: Any, groups: Sequence[RankingGroup]) -> list[_EncodedGroup]:
     """Tokenise prompts (one batched call) and completions; groups without any strict preference are dropped."""
     kept = [g for g in groups if ranking_pairs(g.ranks)]
     if not kept:
         return []
-    cfg = rt.config
-    prompt_ids = encode_prompts(
-        rt.tokenizer, [g.prompt for g in kept], cfg.max_prompt_tokens, cfg.use_chat_template
-    )
+    cfg = config
+    prompt_ids = encode_prompts(tokenizer, [g.prompt for g in kept], cfg.max_prompt_tokens, cfg.use_chat_template)
     return [
         _EncodedGroup(
             prompt_ids=p,
             completion_ids=[
-                encode_completion(rt.tokenizer, c, cfg.max_completion_tokens) for c in g.completions
+                encode_completion(tokenizer, c, cfg.max_completion_tokens) for c in g.completions
             ],
             pairs=ranking_pairs(g.ranks),
             weight=float(g.weight),
@@ -139,7 +153,7 @@ def encode_groups(rt: Runtime, groups: Sequence[RankingGroup]) -> list[_EncodedG
 @torch.no_grad()
 def dpo_evaluate(rt: Runtime, groups: Sequence[RankingGroup]) -> dict[str, float]:
     """Implicit-reward margin and preference accuracy of the current policy on (held-out) ranking groups."""
-    encoded = encode_groups(rt, groups)
+    encoded = encode_groups(rt.config, rt.tokenizer, groups)
     stats = torch.zeros(3)
     for g in rt.local(encoded):
         with reference_mode(rt.policy, rt.ref) as ref:
@@ -151,3 +165,8 @@ def dpo_evaluate(rt: Runtime, groups: Sequence[RankingGroup]) -> dict[str, float
     stats = all_reduce_sum(stats)
     n = float(stats[2].clamp(min=1))
     return {"reward_margin": float(stats[0]) / n, "accuracy": float(stats[1]) / n, "pairs": float(stats[2])}
+
+
+def prepare_dpo(setup: Setup) -> DPO:
+    """DPO on the run's ranking groups."""
+    return DPO(setup.run.config, setup.tokenizer, setup.run.groups or [])

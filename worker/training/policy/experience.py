@@ -12,8 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from worker.training.policy.common import all_reduce_sum, masked_mean, per_token_kl
-from worker.training.policy.runtime import RewardFn, Runtime, chunks, reference_mode, response_forward
+from worker.training.distributed import all_reduce_sum
+from worker.training.policy.batching import chunks, response_forward
+from worker.training.policy.common import masked_mean, per_token_kl
+from worker.training.policy.models import reference_mode
+from worker.training.policy.rewards import RewardFn
+from worker.training.policy.runtime import Runtime
 from worker.training.sampling import Prompt, Rollout, decode_responses, rollout
 
 

@@ -12,49 +12,84 @@ pretraining texts, the PPO-ptx term adds ptx_coef times their language-modelling
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
 
 import torch
+from torch import nn
 
+from worker.training.activation_checkpointing import (
+    enable_activation_checkpointing,
+    supports_activation_checkpointing,
+)
+from worker.training.dropout import disable_dropout
+from worker.training.policy.algorithm import Setup
+from worker.training.policy.batching import chunks, step_indices
 from worker.training.policy.common import clipped_value_loss, gae, masked_whiten
 from worker.training.policy.experience import Experience, rollout_metrics
-from worker.training.policy.rloo import PolicyGradientBase
-from worker.training.policy.runtime import RewardFn, Runtime, chunks, step_indices
-from worker.training.sampling import Prompt, pad_token_id
+from worker.training.policy.models import ValueModel, build_value_model
+from worker.training.policy.onpolicy import PromptSampler, clipped_update, make_kl_controller
+from worker.training.policy.rewards import RewardFn
+from worker.training.policy.runtime import Runtime
+from worker.training.sampling import pad_token_id
 
 
-class PPO(PolicyGradientBase):
-    """One PPO step per call of `step`."""
+class PPO:
+    """One PPO step per call of `step`; the value model trains with the policy."""
 
     def __init__(
         self,
-        rt: Runtime,
-        prompts: Sequence[Prompt],
+        setup: Setup,
         reward_fn: RewardFn,
-        ptx_texts: Sequence[str] | None = None,
+        value: ValueModel,
+        value_note: str,
     ) -> None:
-        super().__init__(rt, prompts, reward_fn)
-        if rt.value is None:
-            raise ValueError("PPO needs a value model")
+        config = setup.run.config
+        self.sampler = PromptSampler(config, setup.tokenizer, setup.run.prompts or [], reward_fn)
+        self.kl = make_kl_controller(config)
+        self.value = value
+        self.value_note = value_note
         self.ptx_ids: list[list[int]] = []
-        if ptx_texts and rt.config.ptx_coef > 0:
-            limit = rt.config.max_prompt_tokens + rt.config.max_new_tokens
-            self.ptx_ids = [x[:limit] for x in rt.tokenizer(list(ptx_texts))["input_ids"] if len(x) > 1]
+        ptx_texts: Sequence[str] = setup.run.ptx_texts or []
+        if ptx_texts and config.ptx_coef > 0:
+            limit = config.max_prompt_tokens + config.max_new_tokens
+            self.ptx_ids = [x[:limit] for x in setup.tokenizer(list(ptx_texts))["input_ids"] if len(x) > 1]
         self._returns: torch.Tensor | None = None
         self._old_values: torch.Tensor | None = None
         self._step = 0
 
+    def trained_modules(self) -> tuple[nn.Module, ...]:
+        """The value model."""
+        return (self.value,)
+
+    def epoch_size(self) -> int:
+        """On-policy: the steps are always given."""
+        return 0
+
+    def meta(self) -> dict[str, Any]:
+        """How the value model was initialised."""
+        return {"value_init": self.value_note}
+
+    def state(self) -> dict[str, Any]:
+        """The KL controller and the value model's weights."""
+        return {"kl_ctl": self.kl.state_dict(), "value_state": self.value.state_dict()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the KL controller and the value model."""
+        self.kl.load_state_dict(state["kl_ctl"])
+        self.value.load_state_dict(state["value_state"])
+
     def values(self, exp: Experience, rows: torch.Tensor) -> torch.Tensor:
         """Value estimates V(s_t) for the response tokens of `rows` (state = everything before token t)."""
-        assert self.rt.value is not None
-        v: torch.Tensor = self.rt.value(exp.input_ids[rows], exp.attention_mask[rows])
+        v: torch.Tensor = self.value(exp.input_ids[rows], exp.attention_mask[rows])
         return v[:, -exp.width - 1 : -1] * exp.mask[rows]
 
     def extra_loss(
-        self, exp: Experience, rows: torch.Tensor, first_micro: bool, global_tokens: float
+        self, rt: Runtime, exp: Experience, rows: torch.Tensor, first_micro: bool, global_tokens: float
     ) -> tuple[torch.Tensor | None, dict[str, float]]:
         """vf_coef * clipped value loss (summed over tokens), plus the PPO-ptx term once per minibatch."""
-        cfg = self.rt.config
+        cfg = rt.config
         assert self._returns is not None and self._old_values is not None
         v = self.values(exp, rows)
         vl, vclip = clipped_value_loss(
@@ -64,16 +99,16 @@ class PPO(PolicyGradientBase):
         loss = cfg.vf_coef * vl.sum()
         stats = {"value_loss": float(vl.detach().sum()), "value_clip_frac": float(vclip) * ntok}
         if first_micro and self.ptx_ids:
-            ptx = self.ptx_loss()
+            ptx = self.ptx_loss(rt)
             stats["ptx_loss"] = float(ptx.detach()) * ntok
             # The caller divides by the minibatch's global token count and sums over ranks: scale so the
             # net gradient is ptx_coef * (mean of the ranks' per-token ptx losses).
-            loss = loss + cfg.ptx_coef * ptx * global_tokens / self.rt.world
+            loss = loss + cfg.ptx_coef * ptx * global_tokens / rt.world
         return loss, stats
 
-    def ptx_loss(self) -> torch.Tensor:
+    def ptx_loss(self, rt: Runtime) -> torch.Tensor:
         """Language-modelling loss on a reproducible batch of pretraining/SFT texts."""
-        rt, cfg = self.rt, self.rt.config
+        cfg = rt.config
         picks = step_indices(len(self.ptx_ids), cfg.ptx_batch_size, self._step * 997 + rt.rank, cfg.seed)
         seqs = [self.ptx_ids[i] for i in picks]
         width = max(len(s) for s in seqs)
@@ -90,13 +125,13 @@ class PPO(PolicyGradientBase):
         loss: torch.Tensor = out.loss
         return loss
 
-    def step(self, step: int) -> dict[str, float]:
+    def step(self, rt: Runtime, step: int) -> dict[str, float]:
         """Sample, score, GAE, then the clipped PPO update; return the step's metrics."""
-        rt, cfg = self.rt, self.rt.config
+        cfg, k = rt.config, self.sampler.k
         self._step = step
-        exp = self.collect(step)
+        exp = self.sampler.collect(rt, step)
         t0 = time.perf_counter()
-        beta = float(rt.kl_ctl.value)
+        beta = float(self.kl.value)
         rows = exp.input_ids.shape[0]
         with torch.no_grad():
             old_values = []
@@ -113,10 +148,10 @@ class PPO(PolicyGradientBase):
             if cfg.advantages_normalized():
                 adv = masked_whiten(adv, exp.mask, global_stats=True)
         self._returns, self._old_values = returns, values
-        stats = self.update(exp, adv, step)
+        stats = clipped_update(rt, exp, adv, step, k, partial(self.extra_loss, rt))
         train_s = time.perf_counter() - t0
         metrics = rollout_metrics(exp)
-        rt.kl_ctl.update(metrics["kl"], cfg.rollout_batch_size * self.k)
+        self.kl.update(metrics["kl"], cfg.rollout_batch_size * k)
         metrics.update(stats)
         n_updates = cfg.ppo_epochs * len(chunks(rows * rt.world, cfg.minibatch_size))
         metrics.update(
@@ -131,3 +166,14 @@ class PPO(PolicyGradientBase):
             }
         )
         return metrics
+
+
+def prepare_ppo(setup: Setup) -> PPO:
+    """PPO on the run's prompts, with a value model initialised from the reward model when it loads as one."""
+    assert setup.reward_fn is not None  # the registry entry needs a reward; train_policy refuses one without
+    run = setup.run
+    value, note = build_value_model(run.reward_model_path, run.policy_path)
+    disable_dropout(value, attention_rates=False)
+    if run.config.gradient_checkpointing and supports_activation_checkpointing(value.backbone):
+        enable_activation_checkpointing(value.backbone)
+    return PPO(setup, setup.reward_fn, value.to(setup.device), note)

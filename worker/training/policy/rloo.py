@@ -9,151 +9,62 @@ or minibatches use the PPO clipped surrogate around the sampling policy.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import torch
+from torch import nn
 
-from worker.training.policy.common import all_reduce_sum, clipped_policy_loss, masked_whiten, rloo_advantages
-from worker.training.policy.experience import Experience, collect, rollout_metrics, set_kl
-from worker.training.policy.runtime import (
-    RewardFn,
-    Runtime,
-    chunks,
-    global_minibatches,
-    response_forward,
-    step_indices,
-)
-from worker.training.sampling import Prompt, encode_prompts
+from worker.training.policy.algorithm import Setup
+from worker.training.policy.common import masked_whiten, rloo_advantages
+from worker.training.policy.experience import rollout_metrics
+from worker.training.policy.onpolicy import PromptSampler, clipped_update, make_kl_controller
+from worker.training.policy.rewards import RewardFn
+from worker.training.policy.runtime import Runtime
 
 
-class PolicyGradientBase:
-    """What RLOO and PPO share: prompts encoded once, a reproducible prompt order, the minibatch update loop."""
-
-    def __init__(self, rt: Runtime, prompts: Sequence[Prompt], reward_fn: RewardFn) -> None:
-        if not prompts:
-            raise ValueError(f"{rt.config.algorithm} needs training prompts")
-        self.rt = rt
-        self.prompts = list(prompts)
-        self.reward_fn = reward_fn
-        cfg = rt.config
-        self.prompt_ids = encode_prompts(
-            rt.tokenizer, self.prompts, cfg.max_prompt_tokens, cfg.use_chat_template
-        )
-        self.k = cfg.samples_per_prompt()
-
-    def step_prompts(self, step: int) -> list[int]:
-        """This rank's share of the step's prompts, as indices into the run's prompt list."""
-        cfg = self.rt.config
-        return self.rt.local(step_indices(len(self.prompts), cfg.rollout_batch_size, step, cfg.seed))
-
-    def sample_seed(self, step: int) -> int:
-        """Reproducible sampling seed per (run seed, step); the same on every rank, because each sample's
-        stream is keyed by its prompt's index in the run (worker.training.streams), not by its rank."""
-        return (self.rt.config.seed * 1_000_003 + step * 1009) % (2**62)
-
-    def collect(self, step: int) -> Experience:
-        """Sample this step's experience. In a single on-policy pass (one epoch, one minibatch) the old
-        log-probs are the sampling-time ones, which saves a full forward over the batch."""
-        idx = self.step_prompts(step)
-        rows = len(idx) * self.k
-        global_rows = rows * self.rt.world
-        single = self.rt.config.ppo_epochs == 1 and (self.rt.config.minibatch_size or global_rows) >= global_rows
-        exp = collect(
-            self.rt, [self.prompt_ids[i] for i in idx], [self.prompts[i] for i in idx], self.k,
-            self.sample_seed(step), self.reward_fn, not single, prompt_keys=idx,
-        )
-        self.single_pass = single
-        set_kl(
-            exp,
-            exp.old_logprobs if exp.old_logprobs is not None else exp.batch.logprobs,
-            self.rt.config.kl_estimator,
-        )
-        return exp
-
-    def extra_loss(
-        self, exp: Experience, rows: torch.Tensor, first_micro: bool, global_tokens: float
-    ) -> tuple[torch.Tensor | None, dict[str, float]]:
-        """Additional summed loss terms for these rows (PPO adds its value loss); none for RLOO."""
-        return None, {}
-
-    def update(self, exp: Experience, token_adv: torch.Tensor, step: int) -> dict[str, float]:
-        """PPO-style epochs x minibatches x micro-batches of the clipped surrogate; token-mean normalised globally."""
-        rt, cfg = self.rt, self.rt.config
-        rows = exp.input_ids.shape[0]
-        agg = torch.zeros(4)  # policy loss, clip frac, approx kl, entropy (token-weighted sums)
-        n_tok = torch.zeros(())
-        extra: dict[str, float] = {}
-        gen = torch.Generator().manual_seed(cfg.seed * 31 + step)  # the same permutation on every rank
-        for _epoch in range(cfg.ppo_epochs):
-            shuffle = cfg.ppo_epochs > 1 or cfg.minibatch_size
-            perm = torch.randperm(rows * rt.world, generator=gen) if shuffle else None
-            for idx in global_minibatches(rows, self.k, rt.rank, rt.world, cfg.minibatch_size, perm):
-                global_tokens = all_reduce_sum(exp.mask[idx.to(exp.mask.device)].sum().cpu()).clamp(min=1)
-                # A rank whose share is empty still joins the gradient sum in optimizer_step.
-                for n_micro, micro in enumerate(chunks(len(idx), cfg.micro_batch_size)):
-                    j = idx[micro].to(rt.device)
-                    with rt.autocast():
-                        logp, ent = response_forward(
-                            rt.policy,
-                            exp.input_ids[j],
-                            exp.attention_mask[j],
-                            exp.width,
-                            cfg.temperature,
-                            True,
-                        )
-                    m = exp.mask[j]
-                    old = exp.old_logprobs[j] if exp.old_logprobs is not None else logp.detach()
-                    pl = clipped_policy_loss(logp, old, token_adv[j], m, cfg.cliprange)
-                    loss = pl.per_token.sum()
-                    with rt.autocast():
-                        more, more_stats = self.extra_loss(exp, j, n_micro == 0, float(global_tokens))
-                    if more is not None:
-                        loss = loss + more
-                    (loss / global_tokens.to(logp.device)).backward()
-                    for key, val in more_stats.items():
-                        extra[key] = extra.get(key, 0.0) + val
-                    t = m.sum().cpu()
-                    assert ent is not None
-                    agg += torch.stack(
-                        [
-                            pl.per_token.detach().sum().cpu(),
-                            pl.clip_frac.cpu() * t,
-                            pl.approx_kl.cpu() * t,
-                            (ent * m).sum().cpu(),
-                        ]
-                    )
-                    n_tok += t
-                rt.optimizer_step()
-        total = all_reduce_sum(n_tok).clamp(min=1)
-        agg = all_reduce_sum(agg) / total
-        out = {
-            "policy_loss": float(agg[0]),
-            "clip_frac": float(agg[1]),
-            "approx_kl": float(agg[2]),
-            "entropy": float(agg[3]),
-        }
-        for key, val in extra.items():
-            out[key] = float(all_reduce_sum(torch.tensor(val)) / total)
-        return out
-
-
-class RLOO(PolicyGradientBase):
+class RLOO:
     """One RLOO step: sample k per prompt, leave-one-out advantages, policy-gradient update(s)."""
 
-    def step(self, step: int) -> dict[str, float]:
+    def __init__(self, setup: Setup, reward_fn: RewardFn) -> None:
+        config = setup.run.config
+        self.sampler = PromptSampler(config, setup.tokenizer, setup.run.prompts or [], reward_fn)
+        self.kl = make_kl_controller(config)
+
+    def trained_modules(self) -> tuple[nn.Module, ...]:
+        """Only the policy trains."""
+        return ()
+
+    def epoch_size(self) -> int:
+        """On-policy: the steps are always given."""
+        return 0
+
+    def meta(self) -> dict[str, Any]:
+        """Nothing to add."""
+        return {}
+
+    def state(self) -> dict[str, Any]:
+        """The KL controller."""
+        return {"kl_ctl": self.kl.state_dict()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the KL controller."""
+        self.kl.load_state_dict(state["kl_ctl"])
+
+    def step(self, rt: Runtime, step: int) -> dict[str, float]:
         """Run one step; return its metrics."""
-        rt, cfg = self.rt, self.rt.config
-        exp = self.collect(step)
+        cfg, k = rt.config, self.sampler.k
+        exp = self.sampler.collect(rt, step)
         t0 = time.perf_counter()
-        beta = float(rt.kl_ctl.value)
+        beta = float(self.kl.value)
         seq_reward = exp.penalized_scores - beta * exp.kl.sum(1)
-        adv = rloo_advantages(seq_reward, self.k)
+        adv = rloo_advantages(seq_reward, k)
         if cfg.advantages_normalized():
             adv = masked_whiten(adv, torch.ones_like(adv), global_stats=True)
-        stats = self.update(exp, adv.unsqueeze(1) * exp.mask, step)
+        stats = clipped_update(rt, exp, adv.unsqueeze(1) * exp.mask, step, k)
         train_s = time.perf_counter() - t0
         metrics = rollout_metrics(exp)
-        rt.kl_ctl.update(metrics["kl"], cfg.rollout_batch_size * self.k)
+        self.kl.update(metrics["kl"], cfg.rollout_batch_size * k)
         metrics.update(stats)
         metrics.update(
             {
@@ -165,3 +76,9 @@ class RLOO(PolicyGradientBase):
             }
         )
         return metrics
+
+
+def prepare_rloo(setup: Setup) -> RLOO:
+    """RLOO on the run's prompts against its reward."""
+    assert setup.reward_fn is not None  # the registry entry needs a reward; train_policy refuses one without
+    return RLOO(setup, setup.reward_fn)

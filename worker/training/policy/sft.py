@@ -6,32 +6,23 @@ target, so the loss is the mean negative log-likelihood over completion tokens (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from worker.training.policy.common import all_reduce_sum
-from worker.training.policy.runtime import (
-    Runtime,
-    chunks,
-    encode_completion,
-    pack,
-    response_forward,
-    step_indices,
-)
-from worker.training.sampling import Prompt, encode_prompts
+from worker.training.distributed import all_reduce_sum
+from worker.training.policy.algorithm import Setup
+from worker.training.policy.batching import chunks, encode_completion, pack, response_forward, step_indices
+from worker.training.policy.config import PolicyTrainConfig
+from worker.training.policy.run import Demonstration
+from worker.training.policy.runtime import Runtime
+from worker.training.sampling import encode_prompts
 
 IGNORE_INDEX = -100
-
-
-@dataclass
-class Demonstration:
-    """A prompt and the ideal completion written for it."""
-
-    prompt: Prompt
-    completion: str
 
 
 @dataclass
@@ -100,18 +91,35 @@ def sft_eval_loss(rt: Runtime, examples: Sequence[tuple[list[int], list[int]]]) 
 class SFT:
     """One optimizer step per outer step over `batch_size` demonstrations (accumulated in micro-batches)."""
 
-    def __init__(self, rt: Runtime, demos: Sequence[Demonstration]) -> None:
+    def __init__(self, config: PolicyTrainConfig, tokenizer: Any, demos: Sequence[Demonstration]) -> None:
         if not demos:
             raise ValueError("SFT needs at least one demonstration")
-        cfg = rt.config
-        self.rt = rt
         self.examples = encode_demonstrations(
-            rt.tokenizer, demos, cfg.max_prompt_tokens, cfg.max_completion_tokens, cfg.use_chat_template
+            tokenizer, demos, config.max_prompt_tokens, config.max_completion_tokens, config.use_chat_template
         )
 
-    def step(self, step: int) -> dict[str, float]:
+    def trained_modules(self) -> tuple[nn.Module, ...]:
+        """Only the policy trains."""
+        return ()
+
+    def epoch_size(self) -> int:
+        """The demonstrations given."""
+        return len(self.examples)
+
+    def meta(self) -> dict[str, Any]:
+        """Nothing to add."""
+        return {}
+
+    def state(self) -> dict[str, Any]:
+        """Nothing beyond the policy and optimizer."""
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore."""
+
+    def step(self, rt: Runtime, step: int) -> dict[str, float]:
         """Train on this step's demonstrations; return its metrics."""
-        rt, cfg = self.rt, self.rt.config
+        cfg = rt.config
         batch_idx = step_indices(len(self.examples), cfg.batch_size, step, cfg.seed)
         local = [self.examples[i] for i in rt.local(batch_idx)]
         batches = [
@@ -128,3 +136,8 @@ class SFT:
         grad_norm = rt.optimizer_step()
         loss = float(all_reduce_sum(torch.tensor(loss_sum)) / n_tokens)
         return {"loss": loss, "grad_norm": grad_norm, "train_tokens": float(n_tokens)}
+
+
+def prepare_sft(setup: Setup) -> SFT:
+    """SFT on the run's demonstrations."""
+    return SFT(setup.run.config, setup.tokenizer, setup.run.demonstrations or [])

@@ -1,5 +1,6 @@
-"""`train_policy`: the one entry point that loads models, dispatches to PPO/RLOO/DPO/SFT, resumes, evaluates
-and writes the checkpoint. Runs in one process or under torchrun (each rank takes a slice of every batch).
+"""`train_policy`: the one entry point that loads models, prepares the algorithm the config names (PPO, RLOO,
+DPO or SFT, through the `PolicyAlgorithm` protocol), resumes, evaluates and writes the checkpoint. Runs in
+one process or under torchrun (each rank takes a slice of every batch).
 """
 
 from __future__ import annotations
@@ -8,19 +9,12 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from transformers import AutoTokenizer
 
-from worker.training.activation_checkpointing import (
-    enable_activation_checkpointing,
-    supports_activation_checkpointing,
-)
 from worker.training.checkpoint import (
     has_training_state,
     load_meta,
@@ -28,39 +22,28 @@ from worker.training.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from worker.training.groups import RankingGroup
-from worker.training.policy.common import (
-    AdaptiveKLController,
-    FixedKLController,
-    all_reduce_sum,
-    per_token_kl,
-)
+from worker.training.distributed import any_rank, barrier, device_for_rank, setup_distributed
+from worker.training.policy.algorithm import AlgorithmEntry, PolicyAlgorithm, Setup
 from worker.training.policy.config import PolicyTrainConfig
-from worker.training.policy.dpo import DPO, dpo_evaluate
-from worker.training.policy.experience import forward_logprobs
-from worker.training.policy.ppo import PPO
-from worker.training.policy.rloo import RLOO
-from worker.training.policy.runtime import (
-    ProgressFn,
-    RewardFn,
-    Runtime,
-    StopFn,
-    any_rank,
-    build_value_model,
-    disable_dropout,
-    init_distributed_from_env,
-    load_lora_state,
-    load_train_models,
-    make_optimizer,
-    rank_and_world,
-    reference_mode,
-    reward_fn_from_checkpoint,
-)
-from worker.training.policy.sft import SFT, Demonstration, encode_demonstrations, sft_eval_loss
-from worker.training.sampling import Prompt, decode_responses, resolve_device, rollout
+from worker.training.policy.dpo import prepare_dpo
+from worker.training.policy.evaluation import HeldOut, evaluate_heldout
+from worker.training.policy.models import load_lora_state, load_tokenizer, load_train_models
+from worker.training.policy.ppo import prepare_ppo
+from worker.training.policy.rewards import reward_fn_from_checkpoint
+from worker.training.policy.rloo import prepare_rloo
+from worker.training.policy.run import PolicyRun
+from worker.training.policy.runtime import Runtime, make_optimizer
+from worker.training.policy.sft import encode_demonstrations, prepare_sft
 
 STATE_DIR = "train_state"
 CHECKPOINT_DIR = "policy"
+
+IMPLEMENTATIONS: dict[str, AlgorithmEntry] = {
+    "ppo": AlgorithmEntry(prepare_ppo, needs_reward=True),
+    "rloo": AlgorithmEntry(prepare_rloo, needs_reward=True),
+    "dpo": AlgorithmEntry(prepare_dpo),
+    "sft": AlgorithmEntry(prepare_sft),
+}
 
 
 @dataclass
@@ -68,94 +51,14 @@ class PolicyTrainResult:
     """What a run produced: the checkpoint (None when stopped early), summary metrics and per-step history.
 
     `metrics` holds `before`/`after` held-out evaluations (reward_mean, kl to the reference, response
-    length; SFT held-out loss; DPO margin/accuracy) plus `steps`, `stopped` and `seconds`.
+    length; SFT held-out loss; DPO margin/accuracy) plus `steps`, `stopped`, `kl_stopped_at` (the step
+    `kl_stop` ended the run after, or None) and `seconds`.
     """
 
     checkpoint: Path | None
     metrics: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: bool = False
-
-
-@torch.no_grad()
-def evaluate_policy(rt: Runtime, prompts: Sequence[Prompt], reward_fn: RewardFn | None,
-                    judges: Mapping[str, RewardFn] | None = None) -> dict[str, float]:
-    """Mean reward (when a reward is known), sequence KL to the reference and length on held-out prompts.
-
-    One sample per prompt with the run's sampling settings and a fixed seed, so before/after compare alike.
-    Each judge (another reward model) scores the same samples: `reward_mean@<name>`.
-    """
-    cfg = rt.config
-    judges = dict(judges or {})
-    keys = rt.local(range(min(len(prompts), cfg.eval_max_prompts)))  # streams keyed by prompt, not by rank
-    local = [prompts[i] for i in keys]
-    totals = torch.zeros(4 + len(judges))  # reward sum, kl sum, length sum, count, one reward sum per judge
-    if local:
-        batch = rollout(
-            rt.policy,
-            rt.tokenizer,
-            local,
-            1,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-            seed=cfg.seed + 99_991,
-            prompt_keys=keys,
-            batch_size=cfg.generation_batch_size,
-            max_prompt_tokens=cfg.max_prompt_tokens,
-            use_chat_template=cfg.use_chat_template,
-        )
-        logp = forward_logprobs(rt, rt.policy, batch)
-        with reference_mode(rt.policy, rt.ref) as ref:
-            ref_logp = forward_logprobs(rt, ref, batch)
-        kl = (per_token_kl(logp, ref_logp, "k1") * batch.response_mask).sum(1)
-        texts = decode_responses(rt.tokenizer, batch)
-        reward = torch.zeros(len(local))
-        if reward_fn is not None:
-            reward = torch.as_tensor(reward_fn(local, texts), dtype=torch.float32)
-        judged = [torch.as_tensor(judge(local, texts), dtype=torch.float32).sum().cpu() for judge in judges.values()]
-        totals += torch.stack(
-            [
-                reward.sum().cpu(),
-                kl.sum().cpu(),
-                batch.response_mask.sum().float().cpu(),
-                torch.tensor(float(len(local))),
-                *judged,
-            ]
-        )
-    totals = all_reduce_sum(totals)
-    n = float(totals[3].clamp(min=1))
-    out = {"kl": float(totals[1]) / n, "response_length": float(totals[2]) / n, "prompts": float(totals[3])}
-    if reward_fn is not None:
-        out["reward_mean"] = float(totals[0]) / n
-    for i, name in enumerate(judges):
-        out[f"reward_mean@{name}"] = float(totals[4 + i]) / n
-    return out
-
-
-def _evaluate(
-    rt: Runtime,
-    heldout_prompts: Sequence[Prompt] | None,
-    reward_fn: RewardFn | None,
-    heldout_groups: Sequence[RankingGroup] | None,
-    heldout_sft: list[tuple[list[int], list[int]]] | None,
-    judges: Mapping[str, RewardFn] | None = None,
-) -> dict[str, float]:
-    out: dict[str, float] = {}
-    if heldout_prompts:
-        out.update(evaluate_policy(rt, heldout_prompts, reward_fn, judges))
-    if heldout_groups:
-        out.update({f"dpo_{k}": v for k, v in dpo_evaluate(rt, heldout_groups).items()})
-    if heldout_sft:
-        out["sft_loss"] = sft_eval_loss(rt, heldout_sft)
-    return out
-
-
-def _device_for_rank(device: str | torch.device | None) -> torch.device:
-    dev = resolve_device(device)
-    if dev.type == "cuda" and dist.is_initialized() and dev.index is None:
-        dev = torch.device("cuda", dist.get_rank() % torch.cuda.device_count())
-    return dev
 
 
 def _check_resumable(state_dir: Path, config: PolicyTrainConfig) -> None:
@@ -171,206 +74,181 @@ def _check_resumable(state_dir: Path, config: PolicyTrainConfig) -> None:
         )
 
 
-def train_policy(
-    config: PolicyTrainConfig,
-    *,
-    policy_path: str | Path,
-    output_dir: str | Path,
-    reference_path: str | Path | None = None,
-    prompts: Sequence[Prompt] | None = None,
-    reward_fn: RewardFn | None = None,
-    reward_model_path: str | Path | None = None,
-    groups: Sequence[RankingGroup] | None = None,
-    demonstrations: Sequence[Demonstration] | None = None,
-    heldout_prompts: Sequence[Prompt] | None = None,
-    heldout_groups: Sequence[RankingGroup] | None = None,
-    heldout_demonstrations: Sequence[Demonstration] | None = None,
-    ptx_texts: Sequence[str] | None = None,
-    judge_model_paths: Mapping[str, str | Path] | None = None,
-    progress: ProgressFn | None = None,
-    should_stop: StopFn | None = None,
-    device: str | torch.device | None = "auto",
-) -> PolicyTrainResult:
-    """Train a policy with `config.algorithm` and write `output_dir/policy` (a verified checkpoint).
+@dataclass
+class _Progress:
+    """Where the loop stands: the step to run next, the history so far and the `before` evaluation."""
 
-    PPO/RLOO need `prompts` and a reward (`reward_fn`, or `reward_model_path` adapted through the reward
-    package); DPO needs ranking `groups`; SFT needs `demonstrations`. Training state is saved every
-    `save_every` steps to `output_dir/train_state`; a later call with the same output_dir resumes from it.
-    `reference_path` is the frozen KL reference (default: a copy of the starting policy); KL in the
-    metrics is measured against it.
-    When `should_stop()` turns true the state is saved and the result has `stopped=True`, no checkpoint.
-    `judge_model_paths` name more reward models that score the same held-out samples before and after
-    (`reward_mean@<name>`), a second opinion for promotion.
-    """
-    started = time.perf_counter()
-    init_distributed_from_env()
-    rank, world = rank_and_world()
-    config.validate(world)
-    dev = _device_for_rank(device)
-    torch.manual_seed(config.seed)
-    out_dir = Path(output_dir)
-    algo_name = config.algorithm
-
-    if reward_fn is None and reward_model_path is not None:
-        reward_fn = reward_fn_from_checkpoint(reward_model_path, dev)
-    judges = {name: reward_fn_from_checkpoint(path, dev) for name, path in (judge_model_paths or {}).items()}
-    if algo_name in ("ppo", "rloo") and reward_fn is None:
-        raise ValueError(f"{algo_name} needs reward_fn or reward_model_path")
-
-    tokenizer: Any = AutoTokenizer.from_pretrained(str(policy_path))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    policy, ref = load_train_models(config, policy_path, dev, reference_path)
-    value = None
-    value_note = ""
-    if algo_name == "ppo":
-        value, value_note = build_value_model(reward_model_path, policy_path)
-        disable_dropout(value)
-        if config.gradient_checkpointing and supports_activation_checkpointing(value.backbone):
-            enable_activation_checkpointing(value.backbone)
-        value = value.to(dev)
-
-    if algo_name == "sft":
-        n_items = len(demonstrations or [])
-    elif algo_name == "dpo":
-        n_items = len(groups or [])
-    else:
-        n_items = 0
-    total_steps = config.steps or max(1, math.ceil(config.epochs * n_items / config.batch_size))
-    params = [p for p in policy.parameters() if p.requires_grad]
-    if value is not None:
-        params += list(value.parameters())
-    optimizer, scheduler = make_optimizer(config, params, total_steps)
-    kl_ctl: FixedKLController = (
-        AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
-        if config.kl_controller == "adaptive"
-        else FixedKLController(config.kl_coef)
-    )
-    rt = Runtime(
-        config=config,
-        policy=policy,
-        ref=ref,
-        tokenizer=tokenizer,
-        device=dev,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        total_steps=total_steps,
-        rank=rank,
-        world=world,
-        value=value,
-        kl_ctl=kl_ctl,
-    )
-    if algo_name == "ppo":
-        assert reward_fn is not None  # refused on entry otherwise
-        algo: Any = PPO(rt, prompts or [], reward_fn, ptx_texts)
-    elif algo_name == "rloo":
-        assert reward_fn is not None
-        algo = RLOO(rt, prompts or [], reward_fn)
-    elif algo_name == "dpo":
-        algo = DPO(rt, groups or [])
-    else:
-        algo = SFT(rt, demonstrations or [])
-    heldout_sft = (
-        encode_demonstrations(
-            tokenizer,
-            heldout_demonstrations,
-            config.max_prompt_tokens,
-            config.max_completion_tokens,
-            config.use_chat_template,
-        )
-        if heldout_demonstrations
-        else None
-    )
-
-    state_dir = out_dir / STATE_DIR
-    meta = {
-        "kind": "policy",
-        "algorithm": algo_name,
-        "config": config.to_dict(),
-        "base_policy": str(policy_path),
-        "reference_policy": str(reference_path or policy_path),
-        "value_init": value_note,
-        "world_size": world,
-    }
-    start_step = 0
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
     before: dict[str, float] | None = None
-    if config.resume and has_training_state(state_dir):
-        _check_resumable(state_dir, config)
+    kl_stopped_at: int | None = None  # the step after which `kl_stop` ended the run
+
+
+@dataclass
+class _States:
+    """The run's resume state in `output_dir/train_state` and its final checkpoint in `output_dir/policy`."""
+
+    rt: Runtime
+    algo: PolicyAlgorithm
+    out_dir: Path
+    meta: dict[str, Any]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out_dir / STATE_DIR
+
+    def restore(self) -> _Progress:
+        """The saved progress when resuming is on and a state exists (weights, optimizer, scheduler and the
+        algorithm's state loaded in place); a fresh start otherwise."""
+        rt, config = self.rt, self.rt.config
+        if not (config.resume and has_training_state(self.state_dir)):
+            return _Progress()
+        _check_resumable(self.state_dir, config)
         lora = config.lora_r > 0
         state = load_training_state(
-            state_dir,
-            model=None if lora else policy,  # a LoRA state holds only the adapters
-            optimizer=optimizer,
-            scheduler=scheduler,
+            self.state_dir,
+            model=None if lora else rt.policy,  # a LoRA state holds only the adapters
+            optimizer=rt.optimizer,
+            scheduler=rt.scheduler,
             restore_rng=False,
         )
         if lora:
-            load_lora_state(policy, state_dir)
-        start_step = state.step
-        rt.history = list(state.extra.get("history", []))
-        kl_ctl.load_state_dict(state.extra["kl_ctl"])
-        before = dict(state.extra.get("before") or {})
-        if value is not None:
-            value.load_state_dict(state.extra["value_state"])
+            load_lora_state(rt.policy, self.state_dir)
+        self.algo.load_state(state.extra)
+        return _Progress(state.step, list(state.extra.get("history", [])), dict(state.extra.get("before") or {}))
 
-    def save_state(step: int) -> None:
+    def save(self, progress: _Progress) -> None:
+        """Write the resume state on rank 0; every rank waits for it."""
         # Under LoRA `policy` is a peft model: save_pretrained writes only the adapters (the base is frozen).
-        if rank == 0:
-            extra = {"history": rt.history, "kl_ctl": kl_ctl.state_dict(), "before": before}
-            if value is not None:
-                extra["value_state"] = value.state_dict()
+        rt = self.rt
+        if rt.rank == 0:
+            extra = {"history": progress.history, "before": progress.before, **self.algo.state()}
             save_training_state(
-                state_dir,
-                policy,
-                tokenizer,
-                meta,
-                step=step,
-                optimizer=optimizer,
-                scheduler=scheduler,
+                self.state_dir,
+                rt.policy,
+                rt.tokenizer,
+                self.meta,
+                step=progress.step,
+                optimizer=rt.optimizer,
+                scheduler=rt.scheduler,
                 extra=extra,
             )
-        if dist.is_initialized():
-            dist.barrier()
+        barrier()
 
-    if before is None:
-        before = _evaluate(rt, heldout_prompts, reward_fn, heldout_groups, heldout_sft, judges)
-    policy.train()
-    stopped = False
-    for step in range(start_step, total_steps):
-        if should_stop is not None and any_rank(bool(should_stop())):
-            save_state(step)
-            stopped = True
-            break
+    def finish(self, summary: dict[str, Any], history: list[dict[str, float]]) -> Path:
+        """Write the final checkpoint on rank 0 (adapters merged under LoRA) and drop the resume state."""
+        rt, checkpoint = self.rt, self.out_dir / CHECKPOINT_DIR
+        if rt.rank == 0:
+            # Under LoRA the policy is a PeftModel (typed as the model it wraps): merge the adapters in.
+            final = rt.policy.merge_and_unload() if rt.config.lora_r > 0 else rt.policy  # type: ignore[operator]
+            save_checkpoint(
+                checkpoint,
+                final,
+                rt.tokenizer,
+                {**self.meta, "metrics": summary},
+                extra_files={"history.json": json.dumps(history).encode()},
+            )
+            shutil.rmtree(self.state_dir, ignore_errors=True)  # the final checkpoint supersedes the resume state
+        barrier()
+        return checkpoint
+
+
+def _prepare(run: PolicyRun, rank: int, world: int) -> tuple[Runtime, PolicyAlgorithm, HeldOut]:
+    """Reward, models, the algorithm, optimizer and runtime, and the held-out data, in a fixed order (the
+    random state each consumes is part of what a seed reproduces)."""
+    config = run.config
+    dev = device_for_rank(run.device)
+    torch.manual_seed(config.seed)
+    entry = IMPLEMENTATIONS[config.algorithm]
+    reward_fn = run.reward_fn
+    if reward_fn is None and run.reward_model_path is not None:
+        reward_fn = reward_fn_from_checkpoint(run.reward_model_path, dev)
+    judges = {name: reward_fn_from_checkpoint(path, dev) for name, path in run.judge_model_paths.items()}
+    if entry.needs_reward and reward_fn is None:
+        raise ValueError(f"{config.algorithm} needs reward_fn or reward_model_path")
+    tokenizer = load_tokenizer(run.policy_path)
+    policy, ref = load_train_models(config, run.policy_path, dev, run.reference_path)
+    algo = entry.prepare(Setup(run, reward_fn, tokenizer, dev))
+    total_steps = config.steps or max(1, math.ceil(config.epochs * algo.epoch_size() / config.batch_size))
+    params = [p for p in policy.parameters() if p.requires_grad]
+    for module in algo.trained_modules():
+        params += list(module.parameters())
+    optimizer, scheduler = make_optimizer(config, params, total_steps)
+    rt = Runtime(config=config, policy=policy, ref=ref, tokenizer=tokenizer, device=dev, optimizer=optimizer,
+                 scheduler=scheduler, total_steps=total_steps, rank=rank, world=world,
+                 trained=algo.trained_modules())
+    sft_examples = (
+        encode_demonstrations(tokenizer, run.heldout_demonstrations, config.max_prompt_tokens,
+                              config.max_completion_tokens, config.use_chat_template)
+        if run.heldout_demonstrations
+        else None
+    )
+    held = HeldOut(run.heldout_prompts, reward_fn, run.heldout_groups, sft_examples, judges)
+    return rt, algo, held
+
+
+def _meta(run: PolicyRun, algo: PolicyAlgorithm, world: int) -> dict[str, Any]:
+    meta = {
+        "kind": "policy",
+        "algorithm": run.config.algorithm,
+        "config": run.config.to_dict(),
+        "base_policy": str(run.policy_path),
+        "reference_policy": str(run.reference_path or run.policy_path),
+        "value_init": "",
+        "world_size": world,
+    }
+    meta.update(algo.meta())
+    return meta
+
+
+def _train_steps(run: PolicyRun, rt: Runtime, algo: PolicyAlgorithm, states: _States, at: _Progress) -> bool:
+    """Run the remaining outer steps; True when `should_stop` ended the run early (its state saved)."""
+    name, total = run.config.algorithm, rt.total_steps
+    for step in range(at.step, total):
+        if run.should_stop is not None and any_rank(bool(run.should_stop())):
+            at.step = step
+            states.save(at)
+            return True
         t0 = time.perf_counter()
-        metrics = algo.step(step)
+        metrics = algo.step(rt, step)
         lr = rt.lr()
-        scheduler.step()
+        rt.scheduler.step()
         metrics.update({"step": float(step + 1), "lr": lr, "step_s": time.perf_counter() - t0})
-        rt.history.append(metrics)
-        if progress is not None and rank == 0:
-            progress((step + 1) / total_steps, f"{algo_name} step {step + 1}/{total_steps}")
-        if (step + 1) % config.save_every == 0 and step + 1 < total_steps:
-            save_state(step + 1)
+        at.history.append(metrics)
+        at.step = step + 1
+        if run.progress is not None and rt.rank == 0:
+            run.progress((step + 1) / total, f"{name} step {step + 1}/{total}")
+        kl_stop = run.config.kl_stop
+        if kl_stop is not None and metrics.get("kl", 0.0) > kl_stop:  # the same value on every rank
+            at.kl_stopped_at = step + 1
+            break
+        if (step + 1) % run.config.save_every == 0 and step + 1 < total:
+            states.save(at)
+    return False
 
-    summary: dict[str, Any] = {"before": before, "steps": len(rt.history), "stopped": stopped}
+
+def train_policy(run: PolicyRun) -> PolicyTrainResult:
+    """Train a policy with `run.config.algorithm` and write `output_dir/policy` (a verified checkpoint).
+
+    What each algorithm needs, how resuming and stopping work: see `PolicyRun`.
+    """
+    started = time.perf_counter()
+    info = setup_distributed()
+    run.config.validate(info.world)
+    rt, algo, held = _prepare(run, info.rank, info.world)
+    states = _States(rt, algo, Path(run.output_dir), _meta(run, algo, info.world))
+    at = states.restore()
+    if at.before is None:
+        at.before = evaluate_heldout(rt, held)
+    rt.policy.train()
+    stopped = _train_steps(run, rt, algo, states, at)
+    summary: dict[str, Any] = {"before": at.before, "steps": len(at.history), "stopped": stopped,
+                               "kl_stopped_at": at.kl_stopped_at}
     if stopped:
         summary["seconds"] = time.perf_counter() - started
-        return PolicyTrainResult(checkpoint=None, metrics=summary, history=rt.history, stopped=True)
-    policy.eval()
-    summary["after"] = _evaluate(rt, heldout_prompts, reward_fn, heldout_groups, heldout_sft, judges)
+        return PolicyTrainResult(checkpoint=None, metrics=summary, history=at.history, stopped=True)
+    rt.policy.eval()
+    summary["after"] = evaluate_heldout(rt, held)
     summary["seconds"] = time.perf_counter() - started
-    checkpoint = out_dir / CHECKPOINT_DIR
-    if rank == 0:
-        # Under LoRA the policy is a PeftModel (typed as the model it wraps): merge the adapters in.
-        final = policy.merge_and_unload() if config.lora_r > 0 else policy  # type: ignore[operator]
-        save_checkpoint(
-            checkpoint,
-            final,
-            tokenizer,
-            {**meta, "metrics": summary},
-            extra_files={"history.json": json.dumps(rt.history).encode()},
-        )
-        shutil.rmtree(state_dir, ignore_errors=True)  # the final checkpoint supersedes the resume state
-    if dist.is_initialized():
-        dist.barrier()
-    return PolicyTrainResult(checkpoint=checkpoint, metrics=summary, history=rt.history)
+    checkpoint = states.finish(summary, at.history)
+    return PolicyTrainResult(checkpoint=checkpoint, metrics=summary, history=at.history)

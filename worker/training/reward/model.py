@@ -18,7 +18,7 @@ Ensembles (`heads` > 1): the classification head gets one output per member (`nu
 as `reward_heads`), all reading the same pooled features. Training fits each member on its own bootstrap
 of the ranking groups (worker.training.reward.train), so the members disagree where the data is thin; the
 reward is their mean and `forward(..., members=True)` returns each member's, whose disagreement active
-selection uses (app.quality.active.ensemble_disagreement). One backbone pass serves every member, so an
+selection uses (app.quality.stats.active.ensemble_disagreement). One backbone pass serves every member, so an
 ensemble costs almost nothing over one head (a "multi-head" ensemble rather than N seeds; the members
 share their features and so tend to be more alike than independently trained models).
 
@@ -116,16 +116,6 @@ def resolve_pooling(model: PreTrainedModel, path: str | Path | None = None, requ
     if _linear_classifier(model) is None:
         return "head"
     return (sentence_transformers_pooling(path) if path is not None else None) or "mean"
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Turn every dropout in `model` off: nn.Dropout modules and attention-dropout rates stored as floats."""
-    for sub in model.modules():
-        if isinstance(sub, nn.Dropout):
-            sub.p = 0.0
-        for name, value in list(vars(sub).items()):
-            if "dropout" in name and isinstance(value, float):
-                setattr(sub, name, 0.0)
 
 
 def stored_heads(path: str | Path) -> int:

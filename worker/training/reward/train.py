@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +39,9 @@ from worker.training.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
+from worker.training.devices import bf16_autocast
+from worker.training.distributed import DistInfo, barrier, local_rank_device, setup_distributed
+from worker.training.dropout import disable_dropout
 from worker.training.groups import RankingGroup, split_by_prompt
 from worker.training.reward.batching import (
     EncodedGroup,
@@ -51,7 +53,7 @@ from worker.training.reward.batching import (
 from worker.training.reward.config import RewardTrainConfig
 from worker.training.reward.eval import pairwise_metrics, score_encoded_groups
 from worker.training.reward.loss import kwise_loss_sum
-from worker.training.reward.model import RewardModule, disable_dropout, load_reward_model
+from worker.training.reward.model import RewardModule, load_reward_model
 from worker.training.reward.plan import TrainPlan, make_plan
 
 Progress = Callable[[float, str], None]
@@ -72,30 +74,6 @@ class RewardTrainResult:
     stopped: bool = False
     state_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Dist:
-    world: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _setup_distributed() -> _Dist:
-    """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
-    if dist.is_available() and dist.is_initialized():
-        return _Dist(dist.get_world_size(), dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend=backend)
-    return _Dist(dist.get_world_size(), dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), owns_group=True)
 
 
 def _lr_lambda(plan: TrainPlan, min_lr_ratio: float) -> Callable[[int], float]:
@@ -167,7 +145,7 @@ def _check_resume_config(saved: dict[str, Any], config: RewardTrainConfig, n_gro
 
 def _shard_scores(
     module: RewardModule, encoded: Sequence[EncodedGroup], pad_id: int, device: torch.device,
-    config: RewardTrainConfig, d: _Dist,
+    config: RewardTrainConfig, d: DistInfo,
 ) -> list[list[float]]:
     """Score groups split across ranks and gather all results on every rank (input order kept)."""
     mine = list(range(d.rank, len(encoded), d.world))
@@ -207,7 +185,7 @@ def train_reward_model(
         raise ValueError("no training groups")
     output_dir = Path(output_dir)
     state_dir = output_dir / "state"
-    d = _setup_distributed()
+    d = setup_distributed()
     try:
         return _train(config, list(train), list(heldout or []), output_dir, state_dir, d, progress, should_stop)
     finally:
@@ -221,13 +199,11 @@ def _train(
     heldout: list[RankingGroup],
     output_dir: Path,
     state_dir: Path,
-    d: _Dist,
+    d: DistInfo,
     progress: Progress | None,
     should_stop: Callable[[], bool] | None,
 ) -> RewardTrainResult:
-    device = torch.device(f"cuda:{d.local_rank}" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    device = local_rank_device(d)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
 
@@ -287,7 +263,7 @@ def _train(
     net: torch.nn.Module = module
     if d.world > 1:
         net = DistributedDataParallel(module, device_ids=[d.local_rank] if device.type == "cuda" else None)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.bf16 and device.type == "cuda" else nullcontext()
+    autocast = bf16_autocast(device, config.bf16)
 
     meta_base = {"kind": "reward_model", "config": config.to_dict(), "train_groups": len(encoded),
                  "plan": plan.to_dict(), "pooling": module.pooling}
@@ -299,8 +275,7 @@ def _train(
                 extra={"loss_curve": loss_curve, "train_seconds": train_seconds, "val_curve": val_curve,
                        "best": best, "bad_evals": bad_evals},
             )
-        if d.world > 1:
-            dist.barrier()
+        barrier()
 
     sign = -1.0 if config.select_on == "accuracy" else 1.0  # minimise: losses as they are, accuracy negated
 
@@ -318,8 +293,7 @@ def _train(
             bad_evals = 0
             if d.main:
                 save_checkpoint(best_dir, module.model, tokenizer, {**meta_base, "step": step})
-            if d.world > 1:
-                dist.barrier()
+            barrier()
         else:
             bad_evals += 1
         report(step / total_steps, f"validation at step {step}: loss {m['loss']:.4f} calibrated "
@@ -459,6 +433,5 @@ def _train(
         # The finished checkpoint supersedes the resume state and the best-so-far copy.
         shutil.rmtree(state_dir, ignore_errors=True)
         shutil.rmtree(best_dir, ignore_errors=True)
-    if d.world > 1:
-        dist.barrier()
+    barrier()
     return RewardTrainResult(metrics=metrics, checkpoint=final_dir)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.quality.records import Comparison, Id, Ranks
+from app.quality.stats.records import Comparison, Id, Ranks
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from app.quality.choice_models import bradley_terry, plackett_luce
-from app.quality.records import Id, RankingRecord, Ranks, comparisons_from, group_by_prompt, strict_pairs
+from app.quality.stats.choice_models import bradley_terry, plackett_luce
+from app.quality.stats.records import (
+    Id,
+    RankingRecord,
+    Ranks,
+    comparisons_from,
+    group_by_prompt,
+    strict_pairs,
+)
 
 
 def pairwise_margins(rankings: Sequence[Ranks], weights: Sequence[float] | None = None) -> dict[tuple[Id, Id], float]:

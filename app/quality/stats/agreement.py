@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.quality.records import Id, PairCounts, PromptGroup, RankingRecord, Ranks, group_by_prompt, sign
+from app.quality.stats.records import Id, PairCounts, PromptGroup, RankingRecord, Ranks, group_by_prompt, sign
 
 Metric = Literal["nominal", "ordinal", "interval", "ratio"]
 

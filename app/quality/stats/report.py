@@ -13,12 +13,17 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from app.quality.agreement import AgreementSummary, agreement_by_day, agreement_by_pair, project_agreement
-from app.quality.bias import length_rank_correlation, median_seconds, position_bias, time_outliers
-from app.quality.gold import GoldFlag, GoldScore, GoldSpec, flag_annotators, score_gold
-from app.quality.leaderboard import LeaderboardRow, leaderboard
-from app.quality.records import Id, PairCounts, RankingRecord
-from app.quality.trust import annotator_trust, ranking_weights
+from app.quality.stats.agreement import (
+    AgreementSummary,
+    agreement_by_day,
+    agreement_by_pair,
+    project_agreement,
+)
+from app.quality.stats.bias import length_rank_correlation, median_seconds, position_bias, time_outliers
+from app.quality.stats.gold import GoldFlag, GoldScore, GoldSpec, flag_annotators, score_gold
+from app.quality.stats.leaderboard import LeaderboardRow, leaderboard
+from app.quality.stats.records import Id, PairCounts, RankingRecord
+from app.quality.stats.trust import annotator_trust, ranking_weights
 
 
 def _clean(x: Any) -> Any:

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.quality.records import Id, PairCounts, Ranks
-from app.quality.trust import wilson_interval
+from app.quality.stats.records import Id, PairCounts, Ranks
+from app.quality.stats.trust import wilson_interval
 
 
 @dataclass(frozen=True)

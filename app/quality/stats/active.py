@@ -1,4 +1,7 @@
-"""Active selection: order the next prompts by reward-model uncertainty instead of at random.
+"""Active selection: the selection policy that orders the next prompts by reward-model uncertainty
+instead of at random. `prompt_uncertainty` is a prompt's priority and `prompt_priorities` maps it over
+prompts; the stored priorities (app.quality.scoring, which the claim orders slots by) and the loop's
+"uncertain" tier (app.loop.service) both come from here.
 
 Two scores per prompt, both over the pairs of its candidate completions, with P(i > j) =
 sigmoid((r_i - r_j) / temperature) as the reward model's Bradley-Terry preference:
@@ -11,12 +14,14 @@ sigmoid((r_i - r_j) / temperature) as the reward model's Bradley-Terry preferenc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Literal, TypeVar
 
 import numpy as np
 
-from app.quality.records import Id
+from app.quality.stats.records import Id
+
+K = TypeVar("K", bound=Hashable)
 
 
 def _pair_probs(rewards: np.ndarray, temperature: float) -> np.ndarray:
@@ -51,6 +56,22 @@ def ensemble_disagreement(rewards: Sequence[Sequence[float]], temperature: float
     p = _pair_probs(r, temperature)  # (members, pairs)
     mi = _entropy(p.mean(axis=0)) - _entropy(p).mean(axis=0)
     return float(np.mean(mi))
+
+
+def prompt_uncertainty(rewards: Sequence[float], members: Sequence[Sequence[float] | None]) -> float:
+    """A prompt's priority from its candidates' rewards: the ensemble's disagreement when every candidate
+    has member rewards (all of one length), else the margin uncertainty of `rewards`."""
+    if members and all(m is not None for m in members) and len({len(m or ()) for m in members}) == 1:
+        matrix = [list(col) for col in zip(*[m or () for m in members], strict=True)]  # (members, candidates)
+        return ensemble_disagreement(matrix)
+    return margin_uncertainty(rewards)
+
+
+def prompt_priorities(rewards: Mapping[K, Sequence[float]],
+                      members: Mapping[K, Sequence[Sequence[float] | None]]) -> dict[K, float]:
+    """`prompt_uncertainty` of every prompt with at least two scored candidates (higher = labeled sooner);
+    `members` holds each candidate's per-member rewards, or None, aligned with `rewards`."""
+    return {p: prompt_uncertainty(r, members.get(p, [])) for p, r in rewards.items() if len(r) >= 2}
 
 
 def order_by_priority(scores: Mapping[Id, float], limit: int | None = None) -> list[Id]:

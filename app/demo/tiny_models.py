@@ -13,10 +13,12 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from app.db import create_db_engine, make_session_factory, unit_of_work
 from app.models import Project
 from app.projects import service as projects
 from app.projects.schemas import ProjectUpdate
 from app.registry import datasets
+from app.settings import get_settings
 
 # Small enough for a laptop CPU: a round of training takes seconds.
 TINY_SETTINGS: dict[str, dict[str, object]] = {
@@ -56,9 +58,6 @@ def attach_tiny_models(db: Session, project: Project, directory: Path, *, schedu
 
 def ensure_demo_models(project_id: int) -> str | None:
     """For `prefloop demo`: attach tiny models once when torch is installed; returns what was done, or None."""
-    from app.db import create_db_engine, make_session_factory, unit_of_work
-    from app.settings import get_settings
-
     if not torch_available():
         return None
     settings = get_settings()

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.quality.choice_models import ChoiceData, fit_choice_model
-from app.quality.records import Id, RankingRecord, strict_pairs
+from app.quality.stats.choice_models import ChoiceData, fit_choice_model
+from app.quality.stats.records import Id, RankingRecord, strict_pairs
 
 ELO = 400.0 / np.log(10.0)
 

@@ -14,8 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from app.quality.consensus import pairwise_margins, ranked_pairs
-from app.quality.records import Id, PairCounts, RankingRecord, group_by_prompt, order_to_ranks, sign
+from app.quality.stats.consensus import pairwise_margins, ranked_pairs
+from app.quality.stats.records import Id, PairCounts, RankingRecord, group_by_prompt, order_to_ranks, sign
 
 
 def wilson_interval(successes: float, n: float, z: float = 1.959964) -> tuple[float | None, float | None]:

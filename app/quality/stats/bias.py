@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from app.quality.records import Id, RankingRecord
+from app.quality.stats.records import Id, RankingRecord
 
 
 @dataclass(frozen=True)
