@@ -42,7 +42,8 @@ COUNT_CAP = 10_000
 class DataFilter(BaseModel):
     """The filters of the prompt and ranking lists, as query parameters (an empty value means "any")."""
 
-    model_config = ConfigDict(extra="ignore")
+    # `model_version` is a filter, not pydantic API (pydantic < 2.10 warns about the "model_" prefix).
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
     q: str = Field("", max_length=200, description="words in the prompt text or a completion text")
     status: PromptStatus = ""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 ExportKind = Literal["pairs", "rankings", "rm", "prompts", "sft", "consensus"]
 ExportFormat = Literal["jsonl", "csv", "parquet"]
@@ -56,6 +56,9 @@ class ExportOptions:
 
 class ExportQuery(BaseModel):
     """The query string of an export download (the admin page's form and the API take the same)."""
+
+    # `model_version` is a field, not pydantic API: no "model_" namespace warning (pydantic < 2.10 warns).
+    model_config = ConfigDict(protected_namespaces=())
 
     kind: ExportKind = "pairs"
     format: ExportFormat = "jsonl"

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field as PydanticField
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,9 @@ router = APIRouter(tags=["imports"])
 
 class ImportFields(BaseModel):
     """The option fields of an upload (form page and API alike); empty means "not given"."""
+
+    # `model_column` is a field, not pydantic API (pydantic < 2.10 warns about the "model_" prefix).
+    model_config = ConfigDict(protected_namespaces=())
 
     format: str = PydanticField("", max_length=200)
     prompt_column: str = PydanticField("", max_length=200)

@@ -18,7 +18,8 @@ MAX_REPORTED_ISSUES = 10_000
 class ImportOptions(BaseModel):
     """How to read a file. Column options turn on the long (one row per completion) layout."""
 
-    model_config = ConfigDict(extra="forbid")
+    # `model_column` is a field, not pydantic API: no "model_" namespace warning (pydantic < 2.10 warns).
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
     format: FileFormat | None = None
     prompt_column: str | None = Field(default=None, max_length=200)
     completion_column: str | None = Field(default=None, max_length=200)
